@@ -1,0 +1,198 @@
+"""``ezaudio convert`` and ``ezaudio info``: official files -> native model folder, and its summary.
+
+Each component converts on its own: ``--dit`` writes ``dit/``, ``--vae``
+writes ``vae/``. Once a folder holds both, ``ezaudio.json`` is written with
+the text encoder, schedule and latent scaling of the official yml.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ezaudio.config import SamplingDefaults, SchedulerConfig
+from ezaudio.errors import CheckpointError
+from ezaudio.model_folder import INDEX_NAME, ModelIndex, read_index, write_index
+from ezaudio.nn.component import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    config_from_dict,
+    read_json,
+    write_atomic,
+)
+
+# The official yml sections other than ``model``, kept beside the converted DiT.
+OFFICIAL_EXTRAS_NAME = "official_config.json"
+
+
+def scheduler_from_official(diff: dict[str, Any], where: str = "diff") -> SchedulerConfig:
+    """The official ``diff`` section -> :class:`SchedulerConfig` (clipping is not supported)."""
+    diff = dict(diff)
+    if diff.pop("clip_sample", False):
+        raise CheckpointError(f"{where}: clip_sample=True is not supported")
+    for ignored in ("steps_offset", "set_alpha_to_one"):
+        diff.pop(ignored, None)
+    return config_from_dict(SchedulerConfig, diff, where)
+
+
+def convert_to_folder(
+    output: Path,
+    dit: str | None = None,
+    dit_config: str | None = None,
+    vae: str | None = None,
+    vae_config: str | None = None,
+    text_encoder: str | None = None,
+) -> list[str]:
+    """Convert the given official components into ``output``; returns report lines."""
+    from ezaudio.checkpoints.official_dit import convert_official_dit
+    from ezaudio.checkpoints.official_vae import convert_official_vae
+    from ezaudio.nn.dit import EzAudioDiT
+    from ezaudio.nn.oobleck import WaveformVAE
+
+    if output.exists() and not output.is_dir():
+        raise CheckpointError(f"{output}: exists and is not a folder")
+    # Convert everything in memory first, so a failure leaves no partial folder.
+    dit_model = vae_model = None
+    extras: dict[str, Any] = {}
+    if dit:
+        dit_model, full = convert_official_dit(dit, dit_config)
+        extras = {k: v for k, v in full.items() if k != "model"}
+    if vae:
+        vae_model = convert_official_vae(vae, vae_config)
+
+    lines = []
+    if dit_model is not None:
+        dit_model.save_pretrained(output / "dit")
+        _write_json(output / "dit" / OFFICIAL_EXTRAS_NAME, extras)
+        lines.append(
+            f"{output / 'dit'}: DiT with {dit_model.num_parameters() / 1e6:.1f} M parameters"
+        )
+    if vae_model is not None:
+        vae_model.save_pretrained(output / "vae")
+        lines.append(
+            f"{output / 'vae'}: VAE with {vae_model.num_parameters() / 1e6:.1f} M parameters"
+        )
+
+    has_dit = (output / "dit" / CONFIG_NAME).is_file()
+    has_vae = (output / "vae" / CONFIG_NAME).is_file()
+    if not (has_dit and has_vae):
+        missing = "vae" if has_dit else "dit"
+        lines.append(f"{output}: no {INDEX_NAME} yet; convert the {missing} into the same folder")
+        return lines
+
+    dit_loaded = dit_model or EzAudioDiT.from_pretrained(output / "dit")
+    vae_loaded = vae_model or WaveformVAE.from_pretrained(output / "vae")
+    if dit_loaded.config.latent_channels != vae_loaded.latent_dim:
+        raise CheckpointError(
+            f"{output}: DiT latent channels {dit_loaded.config.latent_channels} != "
+            f"VAE latent dim {vae_loaded.latent_dim}"
+        )
+    extras = extras or _read_extras(output / "dit" / OFFICIAL_EXTRAS_NAME)
+    index = _index_for(output, vae_loaded, extras, text_encoder)
+    write_index(output, index)
+    lines.append(f"{output / INDEX_NAME}: text encoder {index.text_encoder}")
+    return lines
+
+
+def _index_for(
+    output: Path, vae: Any, extras: dict[str, Any], text_encoder: str | None
+) -> ModelIndex:
+    from ezaudio.text import TextEncoder
+
+    autoencoder = extras.get("autoencoder", {})
+    text_section = extras.get("text_encoder", {})
+    previous = read_index(output).text_encoder if (output / INDEX_NAME).is_file() else {}
+    name = text_encoder or text_section.get("model") or previous.get("name")
+    if name is None and "path" in previous:
+        text = previous
+    elif name is None:
+        raise CheckpointError(
+            f"{output}: no text encoder known; pass --text-encoder (the official yml names it)"
+        )
+    elif Path(name).expanduser().is_dir():
+        encoder = TextEncoder.from_pretrained(name, max_length=text_section.get("max_length"))
+        encoder.save_pretrained(output / "text_encoder")
+        text = {"path": "text_encoder"}
+    else:
+        text = {"name": name, "max_length": int(text_section.get("max_length", 100)),
+                "padding": "max_length"}  # fmt: skip
+    latent_rate = float(autoencoder.get("latent_sr", vae.latent_rate))
+    if abs(latent_rate - vae.latent_rate) > 1e-6:
+        raise CheckpointError(
+            f"{output}: yml latent_sr {latent_rate} != VAE latent rate {vae.latent_rate}"
+        )
+    sample_rate = int(autoencoder.get("sr", vae.sample_rate))
+    if sample_rate != vae.sample_rate:
+        raise CheckpointError(
+            f"{output}: yml sr {sample_rate} != VAE sample rate {vae.sample_rate}"
+        )
+    scheduler = scheduler_from_official(extras["diff"]) if "diff" in extras else SchedulerConfig()
+    return ModelIndex(
+        sample_rate=sample_rate, latent_rate=latent_rate, text_encoder=text,
+        latent_scale=float(autoencoder.get("scale", 1.0)),
+        latent_shift=float(autoencoder.get("shift", 0.0)),
+        scheduler=scheduler, sampling=SamplingDefaults(),
+        name=str(extras.get("model_name", output.name)),
+    )  # fmt: skip
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    text = json.dumps(data, indent=2, default=str) + "\n"
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def _read_extras(path: Path) -> dict[str, Any]:
+    return read_json(path) if path.is_file() else {}
+
+
+def describe_folder(folder: Path) -> dict[str, Any]:
+    """What a model folder (or a single component folder) holds, as a JSON-ready dict."""
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: folder not found")
+    if (folder / INDEX_NAME).is_file():
+        index = read_index(folder)
+        info: dict[str, Any] = {
+            "folder": str(folder),
+            "name": index.name,
+            "sample_rate": index.sample_rate,
+            "latent_rate": index.latent_rate,
+            "text_encoder": index.text_encoder,
+            "sampling": index.to_dict()["sampling"],
+            "scheduler": index.to_dict()["scheduler"],
+        }
+        info["dit"] = _describe_component(folder / index.dit)
+        info["vae"] = _describe_component(folder / index.vae)
+        return info
+    if (folder / CONFIG_NAME).is_file():
+        return _describe_component(folder)
+    raise CheckpointError(f"{folder}: neither a model folder ({INDEX_NAME}) nor a component folder")
+
+
+def _describe_component(folder: Path) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    config = read_json(folder / CONFIG_NAME)
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: weights file not found")
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            count = 0
+            dtypes = set()
+            for key in handle.keys():
+                tensor_slice = handle.get_slice(key)
+                shape = tensor_slice.get_shape()
+                size = 1
+                for dim in shape:
+                    size *= dim
+                count += size
+                dtypes.add(tensor_slice.get_dtype())
+    except Exception as error:  # safetensors raises its own error types
+        raise CheckpointError(f"{weights}: corrupt or unreadable ({error})") from error
+    return {
+        "class": config.get("_class", "?"),
+        "parameters": f"{count / 1e6:.2f} M",
+        "dtypes": sorted(dtypes),
+        "config": {k: v for k, v in config.items() if k != "_class"},
+    }

@@ -1,0 +1,360 @@
+"""The ``ezaudio`` command: parse arguments, call the library, report.
+
+Every expected failure (bad input, missing or corrupt files) prints one line
+to stderr and exits with status 1, leaving no partial output file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ezaudio.errors import AudioFileError, EzAudioError, InvalidInputError
+from ezaudio.validation import (
+    check_eta,
+    check_guidance_rescale,
+    check_guidance_scale,
+    check_seconds,
+    check_seed,
+    check_steps,
+    finite_number,
+)
+
+AUDIO_SUFFIXES = (".wav", ".flac")
+
+
+# ------------------------------------------------------------------ parser
+def _sampling_options(parser: argparse.ArgumentParser, edit: bool) -> None:
+    group = parser.add_argument_group("sampling")
+    group.add_argument("--steps", type=int, help="DDIM steps (model default: 100)")
+    group.add_argument(
+        "--guidance-scale", type=float,
+        help=f"classifier-free guidance w (model default: {3.5 if edit else 5.0})",
+    )  # fmt: skip
+    group.add_argument(
+        "--guidance-rescale", type=float,
+        help=f"guidance rescale phi in [0, 1] (model default: {0.0 if edit else 0.75})",
+    )  # fmt: skip
+    group.add_argument("--eta", type=float, help="DDIM eta in [0, 1] (model default: 1)")
+    group.add_argument("--seed", type=int, help="random seed (default: random, printed)")
+    group.add_argument("--negative-prompt", default="", help="negative prompt (default: empty)")
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--model", help="model folder, 'ezaudio-l', 'ezaudio-xl' or a hub id (default: bundled)"
+    )
+    model.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
+    model.add_argument("--dtype", default="float32", help="DiT precision: float32, bf16, fp16")
+    model.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``ezaudio``."""
+    parser = argparse.ArgumentParser(
+        prog="ezaudio", description="Text-to-audio generation and editing with EzAudio."
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    generate = commands.add_parser("generate", help="generate audio from text")
+    generate.add_argument("prompt", nargs="?", help="text prompt ('' = unconditional)")
+    generate.add_argument("-o", "--output", help="output .wav or .flac file")
+    generate.add_argument("--prompts-file", help="text file with one prompt per line")
+    generate.add_argument("--out-dir", help="folder for --prompts-file outputs")
+    generate.add_argument("--format", choices=["wav", "flac"], default="wav",
+                          help="file type for --out-dir (default: wav)")  # fmt: skip
+    generate.add_argument("--batch-size", type=int, default=4,
+                          help="prompts per batch with --prompts-file (default: 4)")  # fmt: skip
+    generate.add_argument("--seconds", type=float, help="duration (model default: 10)")
+    _sampling_options(generate, edit=False)
+
+    edit = commands.add_parser("edit", help="regenerate a region of an audio file")
+    edit.add_argument("input", help="audio file to edit")
+    edit.add_argument("prompt", help="text describing the region")
+    edit.add_argument("-o", "--output", required=True, help="output .wav or .flac file")
+    edit.add_argument("--mask-start", type=float, required=True, help="region start (s)")
+    edit.add_argument("--mask-length", type=float, required=True, help="region length (s)")
+    edit.add_argument("--boundary", type=float,
+                      help="context on each side of the region (s, model default: 2)")  # fmt: skip
+    _sampling_options(edit, edit=True)
+
+    convert = commands.add_parser("convert", help="convert official checkpoints to a model folder")
+    convert.add_argument("--dit", help="official DiT checkpoint (.pt or .safetensors)")
+    convert.add_argument("--dit-config", help="official DiT yml (or JSON model section)")
+    convert.add_argument("--vae", help="official VAE checkpoint (.pt/.ckpt or .safetensors)")
+    convert.add_argument("--vae-config", help="official VAE config.json")
+    convert.add_argument("--text-encoder", help="text encoder id or folder (default: from yml)")
+    convert.add_argument("--output", required=True, help="model folder to write")
+
+    info = commands.add_parser("info", help="describe a model or component folder")
+    info.add_argument("folder", help="model folder, or a dit/ or vae/ component folder")
+    info.add_argument("--json", action="store_true", help="print JSON")
+
+    init = commands.add_parser("init", help="write a randomly initialised model folder")
+    init.add_argument("--output", required=True, help="model folder to write")
+    init.add_argument("--dit-preset", default="tiny", help="DiT preset (default: tiny)")
+    init.add_argument("--vae-preset", default="tiny", help="VAE preset (default: tiny)")
+    init.add_argument("--text-encoder", default="minilm",
+                      help="text encoder id or folder (default: the offline MiniLM)")  # fmt: skip
+    init.add_argument("--seed", type=int, default=0, help="initialisation seed")
+    return parser
+
+
+def _version() -> str:
+    from ezaudio import __version__
+
+    return f"ezaudio {__version__}"
+
+
+# ---------------------------------------------------------------- helpers
+def _check_output_file(path: str | None, flag: str = "-o/--output") -> Path:
+    if not path:
+        raise InvalidInputError(f"{flag} is required")
+    out = Path(path)
+    if out.suffix.lower() not in AUDIO_SUFFIXES:
+        raise InvalidInputError(f"{out}: output must end in .wav or .flac")
+    if out.is_dir():
+        raise InvalidInputError(f"{out}: is a folder, expected an output file name")
+    _check_writable_folder(out.parent if str(out.parent) else Path("."))
+    return out
+
+
+def _check_writable_folder(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInputError(f"{folder}: exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise AudioFileError(f"{folder}: cannot create folder ({error.strerror})") from error
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise AudioFileError(f"{folder}: folder is not writable")
+
+
+def _check_sampling(args: argparse.Namespace) -> None:
+    """Validate numbers before any model is loaded, so bad input fails in a second."""
+    if getattr(args, "seconds", None) is not None:
+        check_seconds(args.seconds)
+    if args.steps is not None:
+        check_steps(args.steps)
+    if args.guidance_scale is not None:
+        check_guidance_scale(args.guidance_scale)
+    if args.guidance_rescale is not None:
+        check_guidance_rescale(args.guidance_rescale)
+    if args.eta is not None:
+        check_eta(args.eta)
+    check_seed(args.seed)
+
+
+def _load_pipeline(args: argparse.Namespace):
+    from ezaudio.pipeline import EzAudio
+
+    _quiet_transformers()
+    return EzAudio.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+
+
+def _quiet_transformers() -> None:
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+
+
+def _sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "steps": args.steps,
+        "guidance_scale": args.guidance_scale,
+        "guidance_rescale": args.guidance_rescale,
+        "eta": args.eta,
+        "seed": args.seed,
+        "negative_prompt": args.negative_prompt,
+        "progress": not args.quiet,
+    }
+
+
+def _read_prompts_file(path: str) -> list[str]:
+    file = Path(path)
+    if not file.is_file():
+        raise InvalidInputError(
+            f"{file}: prompts file not found" + (" (it is a folder)" if file.is_dir() else "")
+        )
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInputError(f"{file}: cannot read prompts file ({error})") from error
+    prompts = [line.strip() for line in lines if line.strip()]
+    if not prompts:
+        raise InvalidInputError(f"{file}: the prompts file is empty")
+    return prompts
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()
+    return slug[:limit] or "unconditional"
+
+
+def _say(args: argparse.Namespace, message: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(message, file=sys.stderr)
+
+
+# ---------------------------------------------------------------- commands
+def run_generate(args: argparse.Namespace) -> None:
+    from ezaudio.data.audio import write_audio
+
+    _check_sampling(args)
+    if args.prompts_file:
+        if args.prompt is not None or args.output:
+            raise InvalidInputError("use either PROMPT -o OUT or --prompts-file with --out-dir")
+        if not args.out_dir:
+            raise InvalidInputError("--prompts-file needs --out-dir")
+        if args.batch_size < 1:
+            raise InvalidInputError(f"--batch-size must be at least 1, got {args.batch_size}")
+        prompts = _read_prompts_file(args.prompts_file)
+        out_dir = Path(args.out_dir)
+        _check_writable_folder(out_dir)
+        pipe = _load_pipeline(args)
+        kwargs = _sampling_kwargs(args)
+        base_seed = kwargs.pop("seed")
+        for first in range(0, len(prompts), args.batch_size):
+            batch = prompts[first : first + args.batch_size]
+            seed = None if base_seed is None else base_seed + first
+            result = pipe.generate(batch, seconds=args.seconds, seed=seed, **kwargs)
+            for offset, (prompt, wave) in enumerate(zip(batch, result.waveforms)):
+                index = first + offset
+                path = out_dir / f"{index:04d}_{_slug(prompt)}.{args.format}"
+                write_audio(path, wave, result.sample_rate)
+                _say(args, f"{path} (seed {result.seeds[offset]})")
+        return
+    if args.prompt is None:
+        raise InvalidInputError("give a PROMPT (or --prompts-file)")
+    if args.out_dir:
+        raise InvalidInputError("--out-dir goes with --prompts-file; use -o for one prompt")
+    output = _check_output_file(args.output)
+    pipe = _load_pipeline(args)
+    result = pipe.generate(args.prompt, seconds=args.seconds, **_sampling_kwargs(args))
+    write_audio(output, result.waveforms[0], result.sample_rate)
+    _say(
+        args,
+        f"{output} ({result.waveforms.shape[-1] / result.sample_rate:.2f} s, "
+        f"seed {result.seeds[0]})",
+    )
+
+
+def run_edit(args: argparse.Namespace) -> None:
+    from ezaudio.data.audio import read_audio, write_audio
+
+    _check_sampling(args)
+    for name in ("mask_start", "mask_length", "boundary"):
+        value = getattr(args, name)
+        if value is not None:
+            finite_number(name, value)
+    output = _check_output_file(args.output)
+    read_audio(args.input)  # fail on unreadable input before loading a model
+    pipe = _load_pipeline(args)
+    result = pipe.edit(
+        args.input, args.prompt, args.mask_start, args.mask_length, boundary=args.boundary,
+        **_sampling_kwargs(args),
+    )  # fmt: skip
+    write_audio(output, result.waveforms[0], result.sample_rate)
+    _say(args, f"{output} (seed {result.seeds[0]})")
+
+
+def run_convert(args: argparse.Namespace) -> None:
+    from ezaudio.checkpoints.convert import convert_to_folder
+
+    if not args.dit and not args.vae:
+        raise InvalidInputError("give --dit (with --dit-config) and/or --vae (with --vae-config)")
+    if bool(args.dit) != bool(args.dit_config):
+        raise InvalidInputError("--dit and --dit-config go together")
+    if bool(args.vae) != bool(args.vae_config):
+        raise InvalidInputError("--vae and --vae-config go together")
+    report = convert_to_folder(
+        Path(args.output), dit=args.dit, dit_config=args.dit_config, vae=args.vae,
+        vae_config=args.vae_config, text_encoder=args.text_encoder,
+    )  # fmt: skip
+    for line in report:
+        print(line)
+
+
+def run_info(args: argparse.Namespace) -> None:
+    from ezaudio.checkpoints.convert import describe_folder
+
+    info = describe_folder(Path(args.folder))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return
+    for key, value in info.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for inner, item in value.items():
+                print(f"  {inner}: {item}")
+        else:
+            print(f"{key}: {value}")
+
+
+def run_init(args: argparse.Namespace) -> None:
+    import torch
+
+    from ezaudio.config import dit_preset, vae_preset
+    from ezaudio.nn.dit import EzAudioDiT
+    from ezaudio.nn.oobleck import WaveformVAE
+    from ezaudio.pipeline import EzAudio
+    from ezaudio.text import TextEncoder
+
+    _quiet_transformers()
+    dit_config, vae_config = dit_preset(args.dit_preset), vae_preset(args.vae_preset)
+    text = TextEncoder.from_pretrained(args.text_encoder)
+    dit_config = dataclasses.replace(
+        dit_config, latent_channels=vae_config.latent_dim, context_dim=text.dim
+    )
+    torch.manual_seed(args.seed)
+    pipe = EzAudio(EzAudioDiT(dit_config), WaveformVAE(vae_config), text, device="cpu",
+                   name=f"random-{args.dit_preset}")  # fmt: skip
+    folder = pipe.save_pretrained(args.output)
+    print(f"{folder}: random {args.dit_preset} DiT ({pipe.dit.num_parameters() / 1e6:.2f} M), "
+          f"{args.vae_preset} VAE, text encoder {text.name}")  # fmt: skip
+
+
+COMMANDS = {
+    "generate": run_generate,
+    "edit": run_edit,
+    "convert": run_convert,
+    "info": run_info,
+    "init": run_init,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ezaudio`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except EzAudioError as error:
+        print(f"ezaudio: error: {_one_line(error)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ezaudio: interrupted", file=sys.stderr)
+        return 130
+    except OSError as error:
+        print(f"ezaudio: error: {_one_line(error)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The native model folder: ``ezaudio.json`` + ``dit/`` + ``vae/`` (+ ``text_encoder/``).
+
+``ezaudio.json`` names the components, the audio and latent rates, the latent
+scaling, the noise schedule and the sampling defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ezaudio.config import SamplingDefaults, SchedulerConfig
+from ezaudio.errors import CheckpointError
+from ezaudio.nn.component import config_from_dict, config_to_dict, read_json, write_atomic
+
+INDEX_NAME = "ezaudio.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelIndex:
+    """What ``ezaudio.json`` holds.
+
+    ``text_encoder`` is ``{"name": id-or-alias, "max_length": ..., "padding": ...}``
+    or ``{"path": "text_encoder"}`` for an encoder stored inside the folder.
+    Latents go to the DiT as (z + latent_shift) * latent_scale (official
+    ``scale_shift``) and back as z / latent_scale - latent_shift.
+    """
+
+    sample_rate: int
+    latent_rate: float
+    text_encoder: dict[str, Any]
+    latent_scale: float = 1.0
+    latent_shift: float = 0.0
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
+    dit: str = "dit"
+    vae: str = "vae"
+    name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": "ezaudio",
+            "version": FORMAT_VERSION,
+            "name": self.name,
+            "components": {"dit": self.dit, "vae": self.vae},
+            "sample_rate": self.sample_rate,
+            "latent_rate": self.latent_rate,
+            "latent_scale": self.latent_scale,
+            "latent_shift": self.latent_shift,
+            "text_encoder": self.text_encoder,
+            "scheduler": config_to_dict(self.scheduler),
+            "sampling": config_to_dict(self.sampling),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = INDEX_NAME) -> ModelIndex:
+        if not isinstance(data, dict) or data.get("format") != "ezaudio":
+            raise CheckpointError(f"{where}: not an ezaudio model index")
+        if data.get("version", 0) > FORMAT_VERSION:
+            raise CheckpointError(
+                f"{where}: written by a newer ezaudio (format {data.get('version')}); "
+                "please upgrade"
+            )
+        try:
+            components = data.get("components", {})
+            text = data["text_encoder"]
+            if not isinstance(text, dict) or not ({"name", "path"} & set(text)):
+                raise CheckpointError(f"{where}: text_encoder needs a 'name' or a 'path'")
+            return cls(
+                sample_rate=int(data["sample_rate"]),
+                latent_rate=float(data["latent_rate"]),
+                text_encoder=text,
+                latent_scale=float(data.get("latent_scale", 1.0)),
+                latent_shift=float(data.get("latent_shift", 0.0)),
+                scheduler=config_from_dict(SchedulerConfig, data.get("scheduler", {}), where),
+                sampling=config_from_dict(SamplingDefaults, data.get("sampling", {}), where),
+                dit=str(components.get("dit", "dit")),
+                vae=str(components.get("vae", "vae")),
+                name=str(data.get("name", "")),
+            )
+        except KeyError as error:
+            raise CheckpointError(f"{where}: missing field {error.args[0]!r}") from error
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"{where}: {error}") from error
+
+
+def read_index(folder: str | os.PathLike[str]) -> ModelIndex:
+    """Read ``folder/ezaudio.json``."""
+    folder = Path(folder)
+    path = folder / INDEX_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{folder}: not an ezaudio model folder (no {INDEX_NAME})")
+    return ModelIndex.from_dict(read_json(path), where=str(path))
+
+
+def write_index(folder: str | os.PathLike[str], index: ModelIndex) -> Path:
+    """Write ``folder/ezaudio.json`` atomically."""
+    path = Path(folder) / INDEX_NAME
+    text = json.dumps(index.to_dict(), indent=2) + "\n"
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_text(text, encoding="utf-8")
+
+    write_atomic(path, write)
+    return path

@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ezaudio.errors import AudioFileError, EzAudioError, InvalidInputError
 from ezaudio.validation import (
@@ -54,13 +54,22 @@ def _sampling_options(parser: argparse.ArgumentParser, edit: bool) -> None:
     model.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``ezaudio: error: ...`` and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ezaudio``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ezaudio", description="Text-to-audio generation and editing with EzAudio."
     )
     parser.add_argument("--version", action="version", version=_version())
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
     generate = commands.add_parser("generate", help="generate audio from text")
     generate.add_argument("prompt", nargs="?", help="text prompt ('' = unconditional)")
@@ -154,7 +163,6 @@ def _check_sampling(args: argparse.Namespace) -> None:
 def _load_pipeline(args: argparse.Namespace):
     from ezaudio.pipeline import EzAudio
 
-    _quiet_transformers()
     return EzAudio.from_pretrained(args.model, device=args.device, dtype=args.dtype)
 
 
@@ -310,7 +318,6 @@ def run_init(args: argparse.Namespace) -> None:
     from ezaudio.pipeline import EzAudio
     from ezaudio.text import TextEncoder
 
-    _quiet_transformers()
     dit_config, vae_config = dit_preset(args.dit_preset), vae_preset(args.vae_preset)
     text = TextEncoder.from_pretrained(args.text_encoder)
     dit_config = dataclasses.replace(
@@ -337,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ezaudio`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _quiet_transformers()  # our own progress bars and messages only
     try:
         COMMANDS[args.command](args)
     except EzAudioError as error:

@@ -70,6 +70,8 @@ def resolve_model_folder(name: str | os.PathLike[str] | None) -> Path:
             )
         return folder
     text = os.fspath(name)
+    if not text.strip():  # Path("") is the current folder; an empty name is a mistake
+        raise CheckpointError("empty model name; pass a model folder, a preset or a hub id")
     path = Path(text).expanduser()
     if path.exists():
         if not path.is_dir():

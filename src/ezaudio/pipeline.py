@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import secrets
 from collections.abc import Callable
@@ -77,7 +78,7 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     """``"float32"``/``"bf16"``/``"fp16"`` (and aliases) -> torch dtype."""
     if dtype is None:
         return torch.float32
-    if isinstance(dtype, torch.dtype):
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
         return dtype
     try:
         return DTYPES[str(dtype).lower()]
@@ -210,9 +211,10 @@ class EzAudio:
         return self.vae.latent_rate
 
     def frames_for(self, seconds: float) -> int:
-        """Latent frames for ``seconds`` of audio, rounded up to the DiT's patch size."""
+        """Latent frames covering ``seconds`` of audio (rounded up, so the clip's end is
+        generated rather than padded), a multiple of the DiT's patch size."""
         patch = self.dit.config.patch_size
-        frames = max(1, round(seconds * self.latent_rate))
+        frames = max(1, math.ceil(seconds * self.latent_rate - 1e-6))
         return math.ceil(frames / patch) * patch
 
     # ------------------------------------------------------------ generate
@@ -288,6 +290,11 @@ class EzAudio:
         start, length, boundary = check_edit_region(
             mask_start, mask_length, boundary, duration, self.limits
         )
+        if length < 1 / self.latent_rate:
+            raise InvalidInputError(
+                f"mask_length must be at least one latent frame ({1 / self.latent_rate:g} s), "
+                f"got {length:g}"
+            )
         options = self._options(steps, guidance_scale, guidance_rescale, eta, seed, edit=True)
         negatives = self._negatives(negative_prompt, len(prompts))
 
@@ -307,15 +314,22 @@ class EzAudio:
         chunk_tensor = torch.from_numpy(chunk.astype(np.float32))[None, None].to(self.device)
 
         seeds = self._seeds(options["seed"], len(prompts))
-        encode_generator = torch.Generator().manual_seed(seeds[0] ^ 0x5EED)
-        known = self._to_dit(self.vae.encode(chunk_tensor, sample=True, generator=encode_generator))
-        frames = known.shape[-1]  # [1, C, L]
+        # The posterior sample of each row comes from that row's seed (drawn on the CPU, as
+        # all noise here), so row i of a batch equals a single edit with seed + i.
+        mean, std = self.vae.encode_distribution(chunk_tensor)  # [1, C, L] each
+        noise = torch.cat(
+            [
+                torch.randn(mean.shape, generator=torch.Generator().manual_seed(s ^ 0x5EED))
+                for s in seeds
+            ]
+        ).to(mean.device)  # [B, C, L]
+        known = self._to_dit(mean + std * noise)
+        frames = known.shape[-1]
         low = round((start - chunk_start) * self.latent_rate)
         high = max(low + 1, round((end - chunk_start) * self.latent_rate))
         region = torch.zeros(1, frames, dtype=torch.bool, device=self.device)
         region[:, low : min(high, frames)] = True  # [1, L], True = generate
         batch = len(prompts)
-        known = known.expand(batch, -1, -1)
         region = region.expand(batch, -1)
         options["seed"] = seeds[0]
         latents, seeds = self._sample(
@@ -353,7 +367,8 @@ class EzAudio:
             negatives = negatives * batch
         if len(negatives) != batch:
             raise InvalidInputError(
-                f"give one negative prompt or one per prompt ({batch}), got {len(negatives)}"
+                f"negative_prompt must be one prompt or one per prompt ({batch}), "
+                f"got {len(negatives)}"
             )
         return negatives
 
@@ -433,8 +448,17 @@ class EzAudio:
         )
         if sample_rate is None:
             raise InvalidInputError("sample_rate is required when audio is given as an array")
+        if (
+            isinstance(sample_rate, bool)
+            or not isinstance(sample_rate, numbers.Real)
+            or not float(sample_rate).is_integer()
+            or sample_rate < 1
+        ):
+            raise InvalidInputError(f"sample_rate must be a positive integer, got {sample_rate!r}")
         if array.ndim == 2:
-            array = array.mean(axis=0)  # [channels, N] -> [N]
+            # [channels, N], or soundfile's [N, channels] (audio has more samples than channels)
+            channel_axis = 1 if array.shape[0] > array.shape[1] else 0
+            array = array.mean(axis=channel_axis)  # -> [N]
         if array.ndim != 1:
             raise InvalidInputError(f"audio must be [N] or [channels, N], got shape {array.shape}")
         if array.size == 0:

@@ -165,5 +165,37 @@ class Payload:
 def test_pickled_objects_are_refused(reference_dir, tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"model": {"x": Payload()}}, path)
-    with pytest.raises(CheckpointError, match="refused to unpickle"):
+    with pytest.raises(
+        CheckpointError, match="refused to unpickle the Python object .*Payload"
+    ) as info:
         convert_official_dit(path, reference_dir / "dit_small_config.json")
+    assert "weights_only" not in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ezaudio-l", "ezaudio-xl"])
+def test_full_size_random_checkpoint_converts_value_for_value(name, reference_dir, tmp_path):
+    """The user path on a full-size file: official .pt + yml -> EzAudioDiT, every value kept."""
+    import yaml
+
+    manifest = json.loads((reference_dir / f"manifest_{name}.json").read_text())
+    generator = torch.Generator().manual_seed(0)
+    state = {}
+    for key, shape in manifest["state_dict"].items():
+        if key.endswith("rotary.inv_freq"):
+            dim = 2 * shape[0]
+            state[key] = 1.0 / (10000 ** (torch.arange(0, dim, 2).float() / dim))
+        else:
+            state[key] = torch.randn(shape, generator=generator, dtype=torch.bfloat16)
+    torch.save({"model": state}, tmp_path / "dit.pt")
+    (tmp_path / "dit.yml").write_text(yaml.safe_dump(manifest["config"]))
+    model, full = convert_official_dit(tmp_path / "dit.pt", tmp_path / "dit.yml")
+    assert full["text_encoder"]["model"].startswith("google/flan-t5")
+    native = model.state_dict()
+    converted = 0
+    for key, value in state.items():
+        if key.endswith("rotary.inv_freq"):
+            continue
+        assert torch.equal(native[key.removeprefix("model.")], value.float()), key
+        converted += 1
+    assert converted == len(native)

@@ -44,7 +44,12 @@ def convert_to_folder(
     vae_config: str | None = None,
     text_encoder: str | None = None,
 ) -> list[str]:
-    """Convert the given official components into ``output``; returns report lines."""
+    """Convert the given official components into ``output``; returns report lines.
+
+    Everything is converted and checked in memory first (keys, shapes, the
+    DiT/VAE latent width, the text encoder's width where it can be loaded
+    offline), so a failure leaves nothing half-written.
+    """
     from ezaudio.checkpoints.official_dit import convert_official_dit
     from ezaudio.checkpoints.official_vae import convert_official_vae
     from ezaudio.nn.dit import EzAudioDiT
@@ -52,7 +57,6 @@ def convert_to_folder(
 
     if output.exists() and not output.is_dir():
         raise CheckpointError(f"{output}: exists and is not a folder")
-    # Convert everything in memory first, so a failure leaves no partial folder.
     dit_model = vae_model = None
     extras: dict[str, Any] = {}
     if dit:
@@ -60,6 +64,33 @@ def convert_to_folder(
         extras = {k: v for k, v in full.items() if k != "model"}
     if vae:
         vae_model = convert_official_vae(vae, vae_config)
+
+    dit_final = dit_model
+    if dit_final is None and (output / "dit" / CONFIG_NAME).is_file():
+        dit_final = EzAudioDiT.from_pretrained(output / "dit")
+        extras = _read_extras(output / "dit" / OFFICIAL_EXTRAS_NAME)
+    vae_final = vae_model
+    if vae_final is None and (output / "vae" / CONFIG_NAME).is_file():
+        vae_final = WaveformVAE.from_pretrained(output / "vae")
+
+    index = store = None
+    pending = ""
+    if dit_final is None or vae_final is None:
+        pending = (
+            f"no {INDEX_NAME} yet; convert the {'vae' if vae_final is None else 'dit'} "
+            "into the same folder"
+        )
+    else:
+        if dit_final.config.latent_channels != vae_final.latent_dim:
+            raise CheckpointError(
+                f"{output}: DiT latent channels {dit_final.config.latent_channels} != "
+                f"VAE latent dim {vae_final.latent_dim}"
+            )
+        text, store = _text_encoder_spec(output, extras, text_encoder, dit_final.config.context_dim)
+        if text is None:
+            pending = f"no {INDEX_NAME} yet; pass --text-encoder (no text encoder is named)"
+        else:
+            index = _index_for(output, vae_final, extras, text)
 
     lines = []
     if dit_model is not None:
@@ -73,50 +104,48 @@ def convert_to_folder(
         lines.append(
             f"{output / 'vae'}: VAE with {vae_model.num_parameters() / 1e6:.1f} M parameters"
         )
-
-    has_dit = (output / "dit" / CONFIG_NAME).is_file()
-    has_vae = (output / "vae" / CONFIG_NAME).is_file()
-    if not (has_dit and has_vae):
-        missing = "vae" if has_dit else "dit"
-        lines.append(f"{output}: no {INDEX_NAME} yet; convert the {missing} into the same folder")
+    if index is None:
+        lines.append(f"{output}: {pending}")
         return lines
-
-    dit_loaded = dit_model or EzAudioDiT.from_pretrained(output / "dit")
-    vae_loaded = vae_model or WaveformVAE.from_pretrained(output / "vae")
-    if dit_loaded.config.latent_channels != vae_loaded.latent_dim:
-        raise CheckpointError(
-            f"{output}: DiT latent channels {dit_loaded.config.latent_channels} != "
-            f"VAE latent dim {vae_loaded.latent_dim}"
-        )
-    extras = extras or _read_extras(output / "dit" / OFFICIAL_EXTRAS_NAME)
-    index = _index_for(output, vae_loaded, extras, text_encoder)
+    if store is not None:
+        store.save_pretrained(output / "text_encoder")
     write_index(output, index)
     lines.append(f"{output / INDEX_NAME}: text encoder {index.text_encoder}")
     return lines
 
 
-def _index_for(
-    output: Path, vae: Any, extras: dict[str, Any], text_encoder: str | None
-) -> ModelIndex:
+def _text_encoder_spec(
+    output: Path, extras: dict[str, Any], requested: str | None, context_dim: int | None
+) -> tuple[dict[str, Any] | None, Any]:
+    """The ``text_encoder`` entry of ``ezaudio.json`` and, for a local folder, the loaded
+    encoder to store inside the model folder. Encoders that load offline (a folder,
+    the MiniLM) are checked against the DiT's context width; hub ids are named as is."""
     from ezaudio.text import TextEncoder
+    from ezaudio.text.encoder import MINILM_ALIASES
 
-    autoencoder = extras.get("autoencoder", {})
-    text_section = extras.get("text_encoder", {})
+    section = extras.get("text_encoder", {})
     previous = read_index(output).text_encoder if (output / INDEX_NAME).is_file() else {}
-    name = text_encoder or text_section.get("model") or previous.get("name")
-    if name is None and "path" in previous:
-        text = previous
-    elif name is None:
-        raise CheckpointError(
-            f"{output}: no text encoder known; pass --text-encoder (the official yml names it)"
-        )
-    elif Path(name).expanduser().is_dir():
-        encoder = TextEncoder.from_pretrained(name, max_length=text_section.get("max_length"))
-        encoder.save_pretrained(output / "text_encoder")
-        text = {"path": "text_encoder"}
-    else:
-        text = {"name": name, "max_length": int(text_section.get("max_length", 100)),
+    name = requested or section.get("model") or previous.get("name")
+    if name is None:
+        return (previous or None), None
+    local = Path(name).expanduser().is_dir()
+    if not local and name.lower() not in MINILM_ALIASES:
+        spec = {"name": name, "max_length": int(section.get("max_length", 100)),
                 "padding": "max_length"}  # fmt: skip
+        return spec, None
+    encoder = TextEncoder.from_pretrained(name, max_length=section.get("max_length"))
+    if context_dim is not None and encoder.dim != context_dim:
+        raise CheckpointError(
+            f"{output}: text encoder {name} gives {encoder.dim}-d states, "
+            f"the DiT expects {context_dim}"
+        )
+    if local:
+        return {"path": "text_encoder"}, encoder
+    return {k: v for k, v in encoder.describe().items() if k != "dim"}, None
+
+
+def _index_for(output: Path, vae: Any, extras: dict[str, Any], text: dict[str, Any]) -> ModelIndex:
+    autoencoder = extras.get("autoencoder", {})
     latent_rate = float(autoencoder.get("latent_sr", vae.latent_rate))
     if abs(latent_rate - vae.latent_rate) > 1e-6:
         raise CheckpointError(

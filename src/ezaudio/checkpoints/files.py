@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,7 @@ def load_torch_file(path: str | os.PathLike[str]) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe content"
-        raise CheckpointError(
-            f"{path}: refused to unpickle (only tensors and plain containers are read): {first}"
-        ) from error
+        raise CheckpointError(_unpickling_message(path, str(error))) from error
     except (
         RuntimeError,
         EOFError,
@@ -46,6 +44,17 @@ def load_torch_file(path: str | os.PathLike[str]) -> Any:
     ) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({first})") from error
+
+
+def _unpickling_message(path: Path, text: str) -> str:
+    """One line for a refused load, without torch's advice to turn the safety off."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return (
+            f"{path}: refused to unpickle the Python object {found.group(1)} "
+            "(only tensors and plain containers are read)"
+        )
+    return f"{path}: corrupt or unreadable checkpoint (not a torch weights file)"
 
 
 def load_state_file(path: str | os.PathLike[str], *keys: str) -> dict[str, torch.Tensor]:

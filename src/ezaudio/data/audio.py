@@ -25,6 +25,8 @@ def read_audio(
         raise AudioFileError(f"{path}: file not found")
     if path.is_dir():
         raise AudioFileError(f"{path}: is a folder, expected an audio file")
+    if path.is_file() and path.stat().st_size == 0:
+        raise AudioFileError(f"{path}: the file is empty (0 bytes)")
     try:
         audio, rate = sf.read(str(path), dtype="float32", always_2d=True)  # [N, channels]
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as error:
@@ -69,8 +71,9 @@ def write_audio(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: in
         write_atomic(
             path, lambda tmp: sf.write(tmp, audio, sample_rate, format=file_format, subtype=subtype)
         )
-    except OSError as error:
-        raise AudioFileError(f"{path}: cannot write ({error.strerror or error})") from error
+    except (OSError, sf.SoundFileError) as error:  # libsndfile reports e.g. a full disk
+        reason = getattr(error, "strerror", None) or _first_line(error)
+        raise AudioFileError(f"{path}: cannot write ({reason})") from error
     return path
 
 

@@ -997,3 +997,37 @@ def test_console_script(tmp_path: Path, tiny_model: Path, rate: int) -> None:
     assert "Traceback" not in failed.stderr
     assert_one_line_error(failed.returncode, failed.stderr, "mask_start", "after the end")
     assert not output.exists()
+
+
+def test_convert_takes_the_schedule_from_the_official_yml(
+    capsys, official: dict[str, Path], tmp_path: Path, text_folder_32: Path
+) -> None:
+    """The yml's ``diff`` section reaches ezaudio.json and the pipeline's sampler unchanged:
+    the schedule, timesteps and DDIM updates the pipeline uses match the reference."""
+    import yaml
+
+    from ezaudio.diffusion.ddim import ddim_step
+    from ezaudio.pipeline import EzAudio
+
+    full = {
+        "model": json.loads((REFERENCE / "dit_small_config.json").read_text()),
+        "diff": json.loads((REFERENCE / "scheduler_config.json").read_text()),
+        "autoencoder": {"sr": 24000, "latent_sr": 600, "scale": 1.0, "shift": 0.0},
+    }
+    yml = tmp_path / "ezaudio-small.yml"
+    yml.write_text(yaml.safe_dump(full))
+    output = tmp_path / "converted"
+    run_ok(
+        capsys, "convert", "--dit", official["dit"], "--dit-config", yml,
+        "--vae", official["vae"], "--vae-config", official["vae_config"],
+        "--text-encoder", text_folder_32, "--output", output,
+    )  # fmt: skip
+    schedule = EzAudio.from_pretrained(output, device="cpu").schedule
+    io = load_file(REFERENCE / "scheduler_io.safetensors")
+    assert relative_error(schedule.alphas_cumprod, io["alphas_cumprod"]) <= TOLERANCE
+    for steps in (25, 50, 100):
+        assert torch.equal(schedule.timesteps(steps), io[f"timesteps_{steps}"])
+    for index, t in enumerate(io["ddim_eta0_step_timesteps"].tolist()):
+        previous = schedule.alpha_bar(schedule.previous_timestep(t, 50))
+        out = ddim_step(io["model_output"], io["sample"], schedule.alpha_bar(t), previous)
+        assert relative_error(out, io["ddim_eta0_prev_samples"][index]) <= TOLERANCE

@@ -1,0 +1,1 @@
+"""Training: recipes, the diffusion loss, EMA, checkpoints and the accelerate-based trainer."""

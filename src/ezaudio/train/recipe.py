@@ -1,0 +1,209 @@
+"""Training recipes as YAML: the paper's three stages (II-C) and their hyper-parameters.
+
+A recipe has five sections (``model``, ``data``, ``optim``, ``masking``,
+``run``) plus ``stage``; unknown keys are refused by name so a typo never
+silently trains something else. ``recipes/`` holds the paper's settings for
+EzAudio-L/XL and a tiny recipe that trains in minutes on a CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ezaudio.errors import InvalidInputError
+
+
+@dataclass
+class ModelSection:
+    """What is trained and what stays frozen."""
+
+    dit_preset: str = "tiny"
+    dit_overrides: dict[str, Any] = field(default_factory=dict)
+    vae: str = ""  # folder of a trained WaveformVAE (frozen)
+    text_encoder: str = "minilm"  # stages 2-3 (frozen)
+    init_from: str | None = None  # a training checkpoint or a model folder
+
+
+@dataclass
+class DataSection:
+    manifest: str = ""
+    split: str = "train"
+    clip_seconds: float = 10.0
+    num_workers: int = 0
+    cache_text: bool = False  # keep each caption's text states in memory after first use
+
+
+@dataclass
+class OptimSection:
+    """AdamW and the learning-rate schedule (paper: AdamW, batch 128)."""
+
+    batch_size: int = 128
+    grad_accum: int = 1
+    max_steps: int = 100_000
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    schedule: str = "constant"  # constant | cosine | linear (after warm-up)
+    max_grad_norm: float = 1.0
+    ema_decay: float = 0.999
+    mixed_precision: str = "no"  # no | bf16 | fp16
+    gradient_checkpointing: bool = False
+    min_snr_gamma: float | None = None
+
+
+@dataclass
+class MaskingSection:
+    """Masked diffusion modelling (paper II-C-1) and caption dropout for CFG."""
+
+    ratio: tuple[float, float] = (0.25, 1.0)
+    span: int = 10
+    full_mask_prob: float = 0.75  # share of samples generated from nothing (text-to-audio)
+    caption_drop_prob: float = 0.1  # share of captions replaced by "" (stages 2-3)
+
+
+@dataclass
+class RunSection:
+    output_dir: str = "runs/ezaudio"
+    seed: int = 0
+    checkpoint_every: int = 1000
+    keep_last: int = 3
+    log_every: int = 10
+    validate_every: int = 0  # 0 = never
+    validation_prompts: tuple[str, ...] = ("a dog barks",)
+    validation_seconds: float = 5.0
+    validation_steps: int = 25
+
+
+@dataclass
+class Recipe:
+    """One training run: stage 1 (masked pre-training, no text), 2 (text alignment) or 3."""
+
+    stage: int = 1
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    masking: MaskingSection = field(default_factory=MaskingSection)
+    run: RunSection = field(default_factory=RunSection)
+
+    def validate(self) -> Recipe:
+        """Check values; raise :class:`InvalidInputError` naming the field."""
+        if self.stage not in (1, 2, 3):
+            raise InvalidInputError(f"stage must be 1, 2 or 3, got {self.stage!r}")
+        if not self.model.vae:
+            raise InvalidInputError("model.vae must name a trained VAE folder")
+        if not self.data.manifest:
+            raise InvalidInputError("data.manifest must name a manifest file")
+        if self.stage > 1 and not self.model.text_encoder:
+            raise InvalidInputError(f"stage {self.stage} needs model.text_encoder")
+        positive = {
+            "optim.batch_size": self.optim.batch_size,
+            "optim.grad_accum": self.optim.grad_accum,
+            "optim.max_steps": self.optim.max_steps,
+            "run.checkpoint_every": self.run.checkpoint_every,
+            "run.keep_last": self.run.keep_last,
+            "run.log_every": self.run.log_every,
+            "masking.span": self.masking.span,
+        }
+        for name, value in positive.items():
+            if not isinstance(value, int) or value < 1:
+                raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+        if not self.optim.lr > 0:
+            raise InvalidInputError(f"optim.lr must be positive, got {self.optim.lr!r}")
+        if self.optim.schedule not in ("constant", "cosine", "linear"):
+            raise InvalidInputError("optim.schedule must be constant, cosine or linear")
+        if self.optim.mixed_precision not in ("no", "bf16", "fp16"):
+            raise InvalidInputError("optim.mixed_precision must be no, bf16 or fp16")
+        if not 0 <= self.optim.ema_decay < 1:
+            raise InvalidInputError("optim.ema_decay must be in [0, 1)")
+        low, high = self.masking.ratio
+        if not 0 <= low <= high <= 1:
+            raise InvalidInputError(
+                f"masking.ratio must satisfy 0 <= low <= high <= 1, got {low}, {high}"
+            )
+        for name in ("full_mask_prob", "caption_drop_prob"):
+            value = getattr(self.masking, name)
+            if not 0 <= value <= 1:
+                raise InvalidInputError(f"masking.{name} must be in [0, 1], got {value}")
+        if self.data.clip_seconds <= 0:
+            raise InvalidInputError("data.clip_seconds must be positive")
+        return self
+
+
+_SECTIONS = {
+    "model": ModelSection,
+    "data": DataSection,
+    "optim": OptimSection,
+    "masking": MaskingSection,
+    "run": RunSection,
+}
+
+
+def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> Recipe:
+    """Build a :class:`Recipe` from nested dicts, refusing unknown keys by name."""
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{where}: expected a mapping at the top level")
+    unknown = sorted(set(data) - {"stage", *_SECTIONS})
+    if unknown:
+        raise InvalidInputError(f"{where}: unknown sections {unknown}")
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        values = data.get(name) or {}
+        if not isinstance(values, dict):
+            raise InvalidInputError(f"{where}: '{name}' must be a mapping")
+        known = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(values) - known)
+        if bad:
+            raise InvalidInputError(f"{where}: unknown keys in '{name}': {bad}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        try:
+            sections[name] = cls(**values)
+        except TypeError as error:
+            raise InvalidInputError(f"{where}: {name}: {error}") from error
+    return Recipe(stage=data.get("stage", 1), **sections)
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    """Recipe -> nested plain dicts (tuples as lists), ready for YAML or JSON."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    out: dict[str, Any] = {"stage": recipe.stage}
+    for name in _SECTIONS:
+        section = getattr(recipe, name)
+        out[name] = {f.name: plain(getattr(section, f.name)) for f in dataclasses.fields(section)}
+    return out
+
+
+def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None) -> Recipe:
+    """Read a YAML recipe; ``overrides`` are ``section.key=value`` strings (YAML values)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: recipe file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise InvalidInputError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from error
+    for override in overrides or []:
+        key, sep, value = override.partition("=")
+        if not sep or not key:
+            raise InvalidInputError(f"override {override!r} must look like section.key=value")
+        parts = key.split(".")
+        target = data
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise InvalidInputError(f"override {override!r}: {part} is not a section")
+        target[parts[-1]] = yaml.safe_load(value)
+    return recipe_from_dict(data, where=str(path)).validate()

@@ -1,0 +1,471 @@
+"""The DiT trainer: the paper's three stages on Hugging Face accelerate (II-C).
+
+One code path from a laptop CPU to many GPUs: ``accelerate launch`` (or
+``torchrun``) sets up DDP; mixed precision, gradient accumulation and gradient
+checkpointing come from the recipe. Every random draw of a step comes from one
+CPU generator per process whose state is checkpointed, and the data order is a
+seeded permutation per epoch, so a resumed run continues exactly as if it had
+never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from ezaudio.config import dit_preset
+from ezaudio.diffusion.schedule import NoiseSchedule
+from ezaudio.errors import CheckpointError, InvalidInputError
+from ezaudio.model_folder import INDEX_NAME, read_index
+from ezaudio.nn.component import CONFIG_NAME, WEIGHTS_NAME, load_safetensors
+from ezaudio.nn.dit import EzAudioDiT
+from ezaudio.nn.oobleck import WaveformVAE
+from ezaudio.train import checkpointing as ckpt
+from ezaudio.train.diffusion_loss import masked_velocity_loss, min_snr_weights
+from ezaudio.train.ema import EMA
+from ezaudio.train.recipe import Recipe, recipe_to_dict
+
+# Parameters that only exist once a DiT has text: stage 2 adds them to a stage-1 model.
+TEXT_PATH_MARKERS = ("context_embed.", ".cross_attn.", ".norm2.", ".norm_context.")
+
+
+def is_text_path(name: str) -> bool:
+    """True for parameters of the cross-attention text path."""
+    return name.startswith("context_embed.") or any(m in name for m in TEXT_PATH_MARKERS[1:])
+
+
+def read_dit_weights(source: str | Path) -> dict[str, torch.Tensor]:
+    """DiT weights from a training checkpoint (its EMA), a model folder or a ``dit/`` folder."""
+    source = Path(source)
+    if (source / ckpt.STATE_NAME).is_file():
+        return load_safetensors(source / "ema.safetensors")
+    if (source / INDEX_NAME).is_file():
+        return load_safetensors(source / read_index(source).dit / WEIGHTS_NAME)
+    if (source / CONFIG_NAME).is_file():
+        return load_safetensors(source / WEIGHTS_NAME)
+    raise CheckpointError(f"{source}: not a training checkpoint, model folder or DiT folder")
+
+
+def load_initial_weights(
+    model: EzAudioDiT, state: dict[str, torch.Tensor], where: str
+) -> list[str]:
+    """Load ``state`` into ``model``, allowing only the text path to be missing.
+
+    Returns the names that kept their fresh initialisation. The text path's
+    output projections start at zero, so the model computes exactly what the
+    source model did (paper II-C-2: cross-attention added to the stage-1 model).
+    """
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    not_text = [k for k in missing if not is_text_path(k)]
+    shapes = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]
+    if not_text or unexpected or shapes:
+        raise CheckpointError(
+            f"{where} does not fit this DiT: missing {not_text[:8]}, unexpected {unexpected[:8]}, "
+            f"wrong shapes {sorted(shapes)[:8]}"
+        )
+    model.load_state_dict(state, strict=False)
+    return missing
+
+
+def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
+    """Linear warm-up, then constant, cosine or linear decay to 0 at ``total``."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    return 1.0 - progress
+
+
+class DiTTrainer:
+    """Train an EzAudio-DiT for one stage of the recipe."""
+
+    def __init__(self, recipe: Recipe, resume: bool | str | Path = False) -> None:
+        from accelerate import Accelerator
+
+        from ezaudio.data.dataset import AudioClipDataset
+        from ezaudio.data.manifest import read_manifest
+
+        self.recipe = recipe
+        self.run_dir = Path(recipe.run.output_dir)
+        self.checkpoint_dir = self.run_dir / "checkpoints"
+        optim = recipe.optim
+        # Several processes and no GPU: accelerate needs cpu=True to use gloo (MULTI_CPU).
+        many = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        self.accelerator = Accelerator(
+            mixed_precision=optim.mixed_precision,
+            gradient_accumulation_steps=optim.grad_accum,
+            cpu=many and not torch.cuda.is_available(),
+        )
+        acc = self.accelerator
+        self.device = acc.device
+
+        self.vae = WaveformVAE.from_pretrained(recipe.model.vae).to(self.device).eval()
+        self.vae.requires_grad_(False)
+        self.text_encoder = None
+        if recipe.stage > 1:
+            from ezaudio.text import TextEncoder
+
+            self.text_encoder = TextEncoder.from_pretrained(recipe.model.text_encoder)
+            self.text_encoder.to(self.device)
+        self.text_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+        config = dataclasses.replace(
+            dit_preset(recipe.model.dit_preset),
+            **recipe.model.dit_overrides,
+            latent_channels=self.vae.latent_dim,
+            context_dim=self.text_encoder.dim if self.text_encoder is not None else None,
+        )
+        if not config.masked_modelling:
+            raise InvalidInputError("training needs a DiT with masked_modelling")
+        torch.manual_seed(recipe.run.seed)  # the same initial weights on every process
+        model = EzAudioDiT(config)
+        self.fresh_text_path: list[str] = []
+        if recipe.model.init_from and not resume:
+            source = recipe.model.init_from
+            self.fresh_text_path = load_initial_weights(model, read_dit_weights(source), source)
+        model.gradient_checkpointing = optim.gradient_checkpointing
+        self.ema = EMA(model, optim.ema_decay)
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=optim.lr, betas=tuple(optim.betas),
+            weight_decay=optim.weight_decay,
+        )  # fmt: skip
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda step: lr_factor(step, optim.warmup_steps, optim.max_steps, optim.schedule),
+        )
+        self.model, self.optimizer = acc.prepare(model, optimizer)
+        self.schedule = NoiseSchedule.from_config()
+
+        entries = read_manifest(recipe.data.manifest, split=recipe.data.split)
+        self.dataset = AudioClipDataset(
+            entries, sample_rate=self.vae.sample_rate, clip_seconds=recipe.data.clip_seconds,
+            seed=recipe.run.seed,
+        )  # fmt: skip
+        per_rank = len(self.dataset) // acc.num_processes
+        self.batches_per_epoch = per_rank // optim.batch_size
+        if self.batches_per_epoch < 1:
+            raise InvalidInputError(
+                f"{recipe.data.manifest}: {len(self.dataset)} clips is fewer than one batch of "
+                f"{optim.batch_size} per process ({acc.num_processes} processes)"
+            )
+        self.generator = torch.Generator().manual_seed(
+            recipe.run.seed * 1_000_003 + acc.process_index
+        )
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.last_good_batch: dict[str, Any] | None = None
+        if resume:
+            self._resume(resume)
+
+    # ------------------------------------------------------------ state
+    def _resume(self, resume: bool | str | Path) -> None:
+        folder = ckpt.latest_checkpoint(self.checkpoint_dir) if resume is True else Path(resume)
+        if folder is None:
+            raise CheckpointError(f"{self.checkpoint_dir}: no checkpoint to resume from")
+        state = ckpt.read_checkpoint(folder, self.accelerator.process_index)
+        self.accelerator.unwrap_model(self.model).load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"], state["trainer"]["ema_updates"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        trainer = state["trainer"]
+        self.step = trainer["step"]
+        self.epoch = trainer["epoch"]
+        self.batch_in_epoch = trainer["batch_in_epoch"]
+        ckpt.restore_rng_state(state["rng"], self.generator)
+        self._say(f"resumed from {folder} at step {self.step}")
+
+    def save_checkpoint(self) -> Path:
+        """Write a checkpoint of the current step (all processes must call this)."""
+        acc = self.accelerator
+        main = acc.is_main_process
+        unwrapped = acc.unwrap_model(self.model)
+        trainer_state = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "ema_updates": self.ema.updates,
+            "processes": acc.num_processes,
+            "dit_config": dataclasses.asdict(unwrapped.config),
+            "recipe": recipe_to_dict(self.recipe),
+        }
+        ckpt.write_checkpoint(
+            self.checkpoint_dir, self.step,
+            unwrapped.state_dict() if main else None,
+            self.ema.state_dict() if main else None,
+            self.optimizer.state_dict() if main else None,
+            self.scheduler.state_dict() if main else None,
+            trainer_state if main else None,
+            ckpt.rng_state(self.generator), acc.process_index, main,
+        )  # fmt: skip
+        acc.wait_for_everyone()
+        folder = ckpt.step_folder(self.checkpoint_dir, self.step)
+        if main:
+            ckpt.finish_checkpoint(self.checkpoint_dir, self.step, self.recipe.run.keep_last)
+        acc.wait_for_everyone()
+        return folder
+
+    # ------------------------------------------------------------- data
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        """This process's batches of epoch ``epoch``: a seeded permutation, sharded by rank."""
+        acc = self.accelerator
+        order = torch.randperm(
+            len(self.dataset), generator=torch.Generator().manual_seed(self.recipe.run.seed + epoch)
+        ).tolist()
+        shard = order[acc.process_index :: acc.num_processes]
+        size = self.recipe.optim.batch_size
+        return [shard[i * size : (i + 1) * size] for i in range(self.batches_per_epoch)]
+
+    def _batches(self):
+        from torch.utils.data import DataLoader
+
+        from ezaudio.data.dataset import collate_skipping
+
+        while True:
+            self.dataset.set_epoch(self.epoch)
+            batches = self._epoch_batches(self.epoch)[self.batch_in_epoch :]
+            loader = DataLoader(
+                self.dataset, batch_sampler=batches, collate_fn=collate_skipping,
+                num_workers=self.recipe.data.num_workers,
+            )  # fmt: skip
+            for batch in loader:
+                self.batch_in_epoch += 1
+                yield batch
+            self.epoch += 1
+            self.batch_in_epoch = 0
+
+    # ------------------------------------------------------------- loss
+    def _randn(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.randn(shape, generator=self.generator).to(self.device)
+
+    @torch.no_grad()
+    def _text(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        drop = torch.rand(len(captions), generator=self.generator)
+        captions = [
+            "" if d < self.recipe.masking.caption_drop_prob else c for d, c in zip(drop, captions)
+        ]
+        if not self.recipe.data.cache_text:
+            encoding = self.text_encoder.encode(captions)
+            return encoding.states.float(), encoding.mask
+        missing = sorted({c for c in captions if c not in self.text_cache})
+        if missing:
+            encoding = self.text_encoder.encode(missing)
+            for index, caption in enumerate(missing):
+                self.text_cache[caption] = (
+                    encoding.states[index].float().cpu(),
+                    encoding.mask[index].cpu(),
+                )
+        states = torch.stack([self.text_cache[c][0] for c in captions]).to(self.device)
+        mask = torch.stack([self.text_cache[c][1] for c in captions]).to(self.device)
+        return states, mask
+
+    @torch.no_grad()
+    def encode(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio [B, 1, N] -> sampled VAE latents [B, C, L] and valid frames [B, L]."""
+        from ezaudio.data.dataset import latent_valid_mask
+
+        audio = batch["audio"].to(self.device)  # [B, 1, N]
+        mean, std = self.vae.encode_distribution(audio)  # [B, C, L]
+        latents = mean + std * self._randn(tuple(mean.shape))
+        valid = latent_valid_mask(batch["valid"], self.vae.hop_length, latents.shape[-1])
+        return latents, valid.to(self.device)
+
+    def loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The training loss of one batch of audio (see :meth:`latent_loss`)."""
+        latents, valid = self.encode(batch)
+        return self.latent_loss(latents, valid, list(batch["caption"]))
+
+    def latent_loss(
+        self, latents: torch.Tensor, valid: torch.Tensor, captions: list[str]
+    ) -> torch.Tensor:
+        """Masked v-prediction loss (paper II-C-1): span-mask the latents, noise them at a
+        random timestep, predict the velocity of the masked frames given the rest."""
+        from ezaudio.data.masking import training_masks
+
+        masking = self.recipe.masking
+        batch_size, _, frames = latents.shape
+        generate = training_masks(
+            batch_size, frames, tuple(masking.ratio), masking.span, masking.full_mask_prob,
+            generator=self.generator,
+        ).to(self.device)  # [B, L] True = generated  # fmt: skip
+        timesteps = torch.randint(
+            0, self.schedule.num_train_timesteps, (batch_size,), generator=self.generator
+        ).to(self.device)
+        noise = self._randn(tuple(latents.shape))
+        noisy = self.schedule.add_noise(latents, noise, timesteps)
+        target = self.schedule.velocity(latents, noise, timesteps)
+        context = context_mask = None
+        if self.text_encoder is not None:
+            context, context_mask = self._text(captions)
+        with self.accelerator.autocast():
+            prediction = self.model(
+                noisy, timesteps, context, context_mask, gt=latents, gt_mask=generate
+            )
+        weights = None
+        if self.recipe.optim.min_snr_gamma:
+            weights = min_snr_weights(self.schedule, timesteps, self.recipe.optim.min_snr_gamma)
+        return masked_velocity_loss(prediction, target, generate & valid, weights)
+
+    # ------------------------------------------------------------ train
+    def train(self) -> Path:
+        """Train to ``optim.max_steps``, checkpointing on the way; returns the last checkpoint."""
+        acc, recipe = self.accelerator, self.recipe
+        if acc.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe_to_dict(recipe)))
+            self._truncate_metrics()
+        writer = self._tensorboard()
+        self.model.train()
+        progress = tqdm(
+            total=recipe.optim.max_steps, initial=self.step, desc=f"stage {recipe.stage}",
+            disable=not acc.is_main_process,
+        )  # fmt: skip
+        last = None
+        started, started_step = time.perf_counter(), self.step
+        batches = self._batches()
+        while self.step < recipe.optim.max_steps:
+            total = torch.zeros((), device=self.device)
+            for _ in range(recipe.optim.grad_accum):
+                batch = next(batches)
+                scale = 1.0
+                if batch is None:  # every file of this batch was unreadable: skipped
+                    if self.last_good_batch is None:
+                        continue
+                    batch, scale = self.last_good_batch, 0.0  # keeps processes in step
+                self.last_good_batch = batch
+                with acc.accumulate(self.model):
+                    loss = self.loss(batch) * scale
+                    acc.backward(loss)
+                    if acc.sync_gradients and recipe.optim.max_grad_norm > 0:
+                        acc.clip_grad_norm_(self.model.parameters(), recipe.optim.max_grad_norm)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                total += loss.detach() / recipe.optim.grad_accum
+            self.scheduler.step()
+            self.ema.update(acc.unwrap_model(self.model))
+            self.step += 1
+            mean_loss = acc.reduce(total, reduction="mean").item()
+            progress.update(1)
+            progress.set_postfix(loss=f"{mean_loss:.4f}")
+            if acc.is_main_process:
+                self._log_metrics(writer, mean_loss, started, started_step)
+            if self.step % recipe.run.checkpoint_every == 0 or self.step == recipe.optim.max_steps:
+                last = self.save_checkpoint()
+            if recipe.run.validate_every and self.step % recipe.run.validate_every == 0:
+                self.validate()
+        progress.close()
+        if writer is not None:
+            writer.close()
+        self.check_ranks_in_sync()
+        return last or ckpt.step_folder(self.checkpoint_dir, self.step)
+
+    def check_ranks_in_sync(self) -> list[str]:
+        """Hash every process's weights; write them to ``rank_weights.json`` and fail loudly
+        if the processes have drifted apart (they must stay identical under DDP)."""
+        import hashlib
+
+        from accelerate.utils import gather_object
+
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.accelerator.unwrap_model(self.model).state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().float().cpu().numpy().tobytes())
+        hashes = gather_object([digest.hexdigest()])
+        if self.accelerator.is_main_process:
+            (self.run_dir / "rank_weights.json").write_text(json.dumps(hashes, indent=2))
+            if len(set(hashes)) != 1:
+                raise RuntimeError(f"processes hold different weights after training: {hashes}")
+        return hashes
+
+    def _tensorboard(self):
+        if not self.accelerator.is_main_process:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return None
+        return SummaryWriter(str(self.run_dir / "logs"))
+
+    def _truncate_metrics(self) -> None:
+        """Drop logged steps after the resumed step, so the log reads as one run."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        kept = [
+            line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line)["step"] <= self.step
+        ]  # fmt: skip
+        path.write_text("".join(line + "\n" for line in kept))
+
+    def _log_metrics(self, writer, loss: float, started: float, started_step: int) -> None:
+        rate = (self.step - started_step) / max(time.perf_counter() - started, 1e-9)
+        lr = self.scheduler.get_last_lr()[0]
+        record = {"step": self.step, "loss": loss, "lr": lr, "steps_per_s": rate}
+        with open(self.run_dir / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if writer is not None and self.step % self.recipe.run.log_every == 0:
+            writer.add_scalar("train/loss", loss, self.step)
+            writer.add_scalar("train/lr", lr, self.step)
+            writer.add_scalar("train/steps_per_s", rate, self.step)
+
+    # ------------------------------------------------------- validation
+    def ema_model(self) -> EzAudioDiT:
+        """A CPU float32 copy of the DiT carrying the EMA weights."""
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        model = EzAudioDiT(unwrapped.config)
+        self.ema.copy_to(model)
+        return model.eval()
+
+    def pipeline(self):
+        """An :class:`~ezaudio.pipeline.EzAudio` with the EMA weights (CPU, float32)."""
+        from ezaudio.pipeline import EzAudio
+        from ezaudio.text import TextEncoder
+
+        text = self.text_encoder or TextEncoder.from_pretrained(self.recipe.model.text_encoder)
+        vae = WaveformVAE.from_pretrained(self.recipe.model.vae)
+        return EzAudio(self.ema_model(), vae, text, device="cpu", name=f"stage{self.recipe.stage}")
+
+    def validate(self) -> list[Path]:
+        """Write validation samples as audio under ``samples/step-N/`` (main process)."""
+        from ezaudio.data.audio import write_audio
+
+        paths: list[Path] = []
+        if self.accelerator.is_main_process:
+            run = self.recipe.run
+            pipe = self.pipeline()
+            prompts = list(run.validation_prompts) if self.recipe.stage > 1 else [""]
+            audio = pipe.generate(
+                prompts, seconds=run.validation_seconds, steps=run.validation_steps,
+                seed=run.seed, progress=False,
+            )  # fmt: skip
+            folder = self.run_dir / "samples" / f"step-{self.step:08d}"
+            for index, wave in enumerate(audio.waveforms):
+                paths.append(write_audio(folder / f"{index:02d}.wav", wave, audio.sample_rate))
+        self.accelerator.wait_for_everyone()
+        return paths
+
+    def export(self, folder: str | Path) -> Path:
+        """Write the EMA weights as a native model folder that ``EzAudio.from_pretrained`` loads."""
+        folder = Path(folder)
+        if self.accelerator.is_main_process:
+            self.pipeline().save_pretrained(folder)
+        self.accelerator.wait_for_everyone()
+        return folder
+
+    def _say(self, message: str) -> None:
+        if self.accelerator.is_main_process:
+            tqdm.write(message)

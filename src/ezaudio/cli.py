@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import os
 import re
@@ -28,6 +29,9 @@ from ezaudio.validation import (
 )
 
 AUDIO_SUFFIXES = (".wav", ".flac")
+
+# Modules that add subcommands: each has register(subparsers), setting ``handler``.
+EXTENSIONS = ("ezaudio.train.commands", "ezaudio.data.commands", "ezaudio.eval.commands")
 
 
 # ------------------------------------------------------------------ parser
@@ -112,16 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--text-encoder", default="minilm",
                       help="text encoder id or folder (default: the offline MiniLM)")  # fmt: skip
     init.add_argument("--seed", type=int, default=0, help="initialisation seed")
-    train = commands.add_parser("train", help="train an EzAudio-DiT stage from a YAML recipe")
-    train.add_argument("recipe", help="recipe YAML (see recipes/)")
-    train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                       help="override a recipe value, e.g. --set optim.max_steps=10")  # fmt: skip
-    train.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
-                       help="continue from the latest checkpoint (or the one given)")  # fmt: skip
-    train.add_argument("--export", help="model folder for the final EMA weights "
-                       "(default: OUTPUT_DIR/model)")  # fmt: skip
-    train.add_argument("--no-export", action="store_true", help="do not export at the end")
-    train.add_argument("--quiet", action="store_true", help="fewer messages")
+    for module in EXTENSIONS:
+        importlib.import_module(module).register(commands)
     return parser
 
 
@@ -341,29 +337,12 @@ def run_init(args: argparse.Namespace) -> None:
           f"{args.vae_preset} VAE, text encoder {text.name}")  # fmt: skip
 
 
-def run_train(args: argparse.Namespace) -> None:
-    from ezaudio.train.recipe import load_recipe
-    from ezaudio.train.trainer import DiTTrainer
-
-    recipe = load_recipe(args.recipe, args.set)
-    resume: bool | str = (
-        args.resume if args.resume not in (None, "latest") else args.resume == "latest"
-    )
-    trainer = DiTTrainer(recipe, resume=resume)
-    last = trainer.train()
-    _say(args, f"last checkpoint: {last}")
-    if not args.no_export:
-        folder = trainer.export(args.export or Path(recipe.run.output_dir) / "model")
-        _say(args, f"exported EMA weights to {folder}")
-
-
 COMMANDS = {
     "generate": run_generate,
     "edit": run_edit,
     "convert": run_convert,
     "info": run_info,
     "init": run_init,
-    "train": run_train,
 }
 
 
@@ -373,7 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _quiet_transformers()  # our own progress bars and messages only
     try:
-        COMMANDS[args.command](args)
+        handler = getattr(args, "handler", None) or COMMANDS[args.command]
+        handler(args)
     except EzAudioError as error:
         print(f"ezaudio: error: {_one_line(error)}", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from tiny_world import tiny_recipe, write_recipe, write_world
@@ -184,3 +185,36 @@ def test_two_processes_on_gloo_keep_identical_weights(world, tmp_path):
     assert state["processes"] == 2
     assert (run / "checkpoints" / "step-00000003" / "rng-rank1.safetensors").is_file()
     assert (run / "model" / "ezaudio.json").is_file()
+
+
+RECIPES = sorted((Path(__file__).parents[2] / "recipes").glob("*stage*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_shipped_recipes_are_valid(path):
+    from ezaudio.config import DIT_PRESETS
+    from ezaudio.train.recipe import load_recipe
+
+    recipe = load_recipe(path)
+    assert recipe.model.dit_preset in DIT_PRESETS
+    if path.stem.startswith("ezaudio-"):  # the paper's settings
+        assert (recipe.optim.lr, recipe.optim.max_steps) == {
+            1: (1e-4, 100_000),
+            2: (5e-5, 50_000),
+            3: (1e-5, 30_000),
+        }[recipe.stage]
+        total = recipe.optim.batch_size * recipe.optim.grad_accum * 8  # 8 GPUs
+        assert total == 128
+
+
+def test_the_tiny_recipe_runs_with_overrides(world, tmp_path):
+    recipe = Path(__file__).parents[2] / "recipes" / "tiny-stage1.yaml"
+    overrides = [
+        f"data.manifest={world / 'train.jsonl'}", f"model.vae={world / 'vae'}",
+        f"run.output_dir={tmp_path / 'run'}", "optim.max_steps=2", "data.clip_seconds=0.25",
+    ]  # fmt: skip
+    args = ["train", str(recipe), "--no-export"]
+    for override in overrides:
+        args += ["--set", override]
+    assert main(args) == 0
+    assert len(metrics(tmp_path / "run")) == 2

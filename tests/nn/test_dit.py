@@ -198,3 +198,17 @@ def test_bad_shapes_and_configs_are_refused():
         DiTConfig(embed_dim=30, num_heads=4)
     with pytest.raises(InvalidInputError, match="time_fusion"):
         DiTConfig(time_fusion="magic")
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        EzAudioDiT(TINY).save_pretrained(tmp_path / "dit")
+    finally:
+        os.umask(umask)
+    for name in ("config.json", "model.safetensors"):
+        mode = stat.S_IMODE((tmp_path / "dit" / name).stat().st_mode)
+        assert mode == 0o644, (name, oct(mode))

@@ -32,7 +32,8 @@ class ModelSection:
 
 @dataclass
 class DataSection:
-    manifest: str = ""
+    manifest: str = ""  # raw audio (a CSV/JSONL manifest); not needed when latents is set
+    latents: str = ""  # a latent cache folder (`ezaudio data encode`); used instead of manifest
     split: str = "train"
     clip_seconds: float = 10.0
     num_workers: int = 0
@@ -98,8 +99,10 @@ class Recipe:
             raise InvalidInputError(f"stage must be 1, 2 or 3, got {self.stage!r}")
         if not self.model.vae:
             raise InvalidInputError("model.vae must name a trained VAE folder")
-        if not self.data.manifest:
-            raise InvalidInputError("data.manifest must name a manifest file")
+        if not self.data.manifest and not self.data.latents:
+            raise InvalidInputError(
+                "data.manifest must name a manifest file (or data.latents a latent cache folder)"
+            )
         if self.stage > 1 and not self.model.text_encoder:
             raise InvalidInputError(f"stage {self.stage} needs model.text_encoder")
         positive = {

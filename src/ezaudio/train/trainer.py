@@ -150,17 +150,21 @@ class DiTTrainer:
         self.model, self.optimizer = acc.prepare(model, optimizer)
         self.schedule = NoiseSchedule.from_config()
 
-        entries = read_manifest(recipe.data.manifest, split=recipe.data.split)
-        self.dataset = AudioClipDataset(
-            entries, sample_rate=self.vae.sample_rate, clip_seconds=recipe.data.clip_seconds,
-            seed=recipe.run.seed,
-        )  # fmt: skip
+        if recipe.data.latents:  # a latent cache: the VAE's posteriors, cropped in frames
+            self.dataset = self._latent_dataset()
+        else:
+            entries = read_manifest(recipe.data.manifest, split=recipe.data.split)
+            self.dataset = AudioClipDataset(
+                entries, sample_rate=self.vae.sample_rate, clip_seconds=recipe.data.clip_seconds,
+                seed=recipe.run.seed,
+            )  # fmt: skip
         per_rank = len(self.dataset) // acc.num_processes
         self.batches_per_epoch = per_rank // optim.batch_size
         if self.batches_per_epoch < 1:
             raise InvalidInputError(
-                f"{recipe.data.manifest}: {len(self.dataset)} clips is fewer than one batch of "
-                f"{optim.batch_size} per process ({acc.num_processes} processes)"
+                f"{recipe.data.latents or recipe.data.manifest}: {len(self.dataset)} clips is "
+                f"fewer than one batch of {optim.batch_size} per process "
+                f"({acc.num_processes} processes)"
             )
         self.generator = torch.Generator().manual_seed(
             recipe.run.seed * 1_000_003 + acc.process_index
@@ -220,6 +224,21 @@ class DiTTrainer:
         return folder
 
     # ------------------------------------------------------------- data
+    def _latent_dataset(self):
+        """The recipe's latent cache, refused unless it was encoded by the recipe's VAE."""
+        from ezaudio.data.latent_cache import LatentClipDataset, vae_fingerprint
+
+        data = self.recipe.data
+        frames = max(1, round(data.clip_seconds * self.vae.latent_rate))
+        dataset = LatentClipDataset(data.latents, frames, self.recipe.run.seed, split=data.split)
+        if dataset.fingerprint != vae_fingerprint(self.vae):
+            raise InvalidInputError(
+                f"{data.latents}: stale latent cache, encoded by another VAE than model.vae "
+                f"{self.recipe.model.vae} (fingerprint {dataset.fingerprint[:12]}); "
+                "re-encode it with `ezaudio data encode`"
+            )
+        return dataset
+
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
         """This process's batches of epoch ``epoch``: a seeded permutation, sharded by rank."""
         acc = self.accelerator
@@ -275,9 +294,16 @@ class DiTTrainer:
 
     @torch.no_grad()
     def encode(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Audio [B, 1, N] -> sampled VAE latents [B, C, L] and valid frames [B, L]."""
+        """Audio [B, 1, N] -> sampled VAE latents [B, C, L] and valid frames [B, L].
+
+        A latent-cache batch carries the posterior (``mean``, ``std`` [B, C, L]) instead of
+        audio; its latents are sampled with the same draw from the trainer's generator."""
         from ezaudio.data.dataset import latent_valid_mask
 
+        if "mean" in batch:
+            mean, std = batch["mean"].to(self.device), batch["std"].to(self.device)
+            latents = mean + std * self._randn(tuple(mean.shape))
+            return latents, batch["valid"].to(self.device)
         audio = batch["audio"].to(self.device)  # [B, 1, N]
         mean, std = self.vae.encode_distribution(audio)  # [B, C, L]
         latents = mean + std * self._randn(tuple(mean.shape))

@@ -218,3 +218,26 @@ def test_the_tiny_recipe_runs_with_overrides(world, tmp_path):
         args += ["--set", override]
     assert main(args) == 0
     assert len(metrics(tmp_path / "run")) == 2
+
+
+def test_batches_with_no_readable_file_run_as_zero_loss_steps(tmp_path, world):
+    folder = tmp_path / "all_bad"
+    (folder / "audio").mkdir(parents=True)
+    for name in ("a", "b", "c", "d"):
+        (folder / "audio" / f"{name}.wav").write_bytes(b"not audio at all" * 8)
+    (folder / "train.jsonl").write_text(
+        "".join(json.dumps({"audio": f"audio/{n}.wav", "caption": n}) + "\n" for n in "abcd")
+    )
+    recipe = tiny_recipe(
+        world, tmp_path / "run", data={"manifest": str(folder / "train.jsonl")},
+        optim={"max_steps": 2},
+    )  # fmt: skip
+    trainer = DiTTrainer(recipe_from_dict(recipe).validate())
+    trainer.train()
+    assert [m["loss"] for m in metrics(tmp_path / "run")] == [0.0, 0.0]
+    assert trainer.dataset.skipped["unreadable"] == 4
+
+
+def test_unquoted_no_for_mixed_precision_is_accepted(world, tmp_path):
+    recipe = tiny_recipe(world, tmp_path / "r", optim={"mixed_precision": False})
+    assert recipe_from_dict(recipe).validate().optim.mixed_precision == "no"

@@ -55,3 +55,24 @@ def tiny_recipe(world: Path, run_dir: Path, stage: int = 1, **sections: dict) ->
 def write_recipe(path: Path, recipe: dict) -> Path:
     path.write_text(yaml.safe_dump(recipe))
     return path
+
+
+def tiny_vae_recipe(world: Path, run_dir: Path, **sections: dict) -> dict:
+    """A ``train-vae`` recipe dict for the tiny world (tiny VAE preset, a small
+    discriminator, constant learning rates); ``sections`` update its sections."""
+    recipe = {
+        "model": {"vae_preset": "tiny"},
+        "data": {"manifest": str(world / "train.jsonl"), "clip_seconds": 0.25},
+        "optim": {
+            "batch_size": 4, "max_steps": 4, "lr": 1.0e-3, "disc_lr": 1.0e-3,
+            "inverse_lr_warmup": 0.0,
+        },
+        "loss": {
+            "disc_filters": 8, "disc_n_ffts": [256, 128, 64], "disc_hop_lengths": [64, 32, 16],
+            "disc_win_lengths": [256, 128, 64],
+        },
+        "run": {"output_dir": str(run_dir), "checkpoint_every": 2, "keep_last": 2, "seed": 0},
+    }  # fmt: skip
+    for name, values in sections.items():
+        recipe[name].update(values)
+    return recipe

@@ -121,6 +121,8 @@ class Recipe:
             raise InvalidInputError(f"optim.lr must be positive, got {self.optim.lr!r}")
         if self.optim.schedule not in ("constant", "cosine", "linear"):
             raise InvalidInputError("optim.schedule must be constant, cosine or linear")
+        if self.optim.mixed_precision is False:  # YAML reads an unquoted `no` as false
+            self.optim.mixed_precision = "no"
         if self.optim.mixed_precision not in ("no", "bf16", "fp16"):
             raise InvalidInputError("optim.mixed_precision must be no, bf16 or fp16")
         if not 0 <= self.optim.ema_decay < 1:

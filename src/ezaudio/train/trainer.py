@@ -138,7 +138,6 @@ class DiTTrainer:
             source = recipe.model.init_from
             self.fresh_text_path = load_initial_weights(model, read_dit_weights(source), source)
         model.gradient_checkpointing = optim.gradient_checkpointing
-        self.ema = EMA(model, optim.ema_decay)
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=optim.lr, betas=tuple(optim.betas),
             weight_decay=optim.weight_decay,
@@ -148,6 +147,8 @@ class DiTTrainer:
             lambda step: lr_factor(step, optim.warmup_steps, optim.max_steps, optim.schedule),
         )
         self.model, self.optimizer = acc.prepare(model, optimizer)
+        # After prepare, so the EMA lives on the model's device.
+        self.ema = EMA(acc.unwrap_model(self.model), optim.ema_decay)
         self.schedule = NoiseSchedule.from_config()
 
         if recipe.data.latents:  # a latent cache: the VAE's posteriors, cropped in frames
@@ -267,6 +268,21 @@ class DiTTrainer:
             self.epoch += 1
             self.batch_in_epoch = 0
 
+    def _silent_batch(self) -> dict[str, Any]:
+        """A batch of silence with no valid frame: its loss is 0 but it runs like any other."""
+        size = self.recipe.optim.batch_size
+        if self.recipe.data.latents:
+            frames = max(1, round(self.recipe.data.clip_seconds * self.vae.latent_rate))
+            zeros = torch.zeros(size, self.vae.latent_dim, frames)
+            return {"mean": zeros, "std": zeros, "valid": torch.zeros(size, frames, dtype=bool),
+                    "caption": [""] * size}  # fmt: skip
+        samples = max(1, round(self.recipe.data.clip_seconds * self.vae.sample_rate))
+        return {
+            "audio": torch.zeros(size, 1, samples),
+            "valid": torch.zeros(size, samples, dtype=torch.bool),
+            "caption": [""] * size,
+        }
+
     # ------------------------------------------------------------- loss
     def _randn(self, shape: tuple[int, ...]) -> torch.Tensor:
         return torch.randn(shape, generator=self.generator).to(self.device)
@@ -369,9 +385,9 @@ class DiTTrainer:
                 batch = next(batches)
                 scale = 1.0
                 if batch is None:  # every file of this batch was unreadable: skipped
-                    if self.last_good_batch is None:
-                        continue
-                    batch, scale = self.last_good_batch, 0.0  # keeps processes in step
+                    # A weight-0 pass keeps the step count, the accumulation and the
+                    # processes in step (a rank that skipped its backward would hang DDP).
+                    batch, scale = self.last_good_batch or self._silent_batch(), 0.0
                 self.last_good_batch = batch
                 with acc.accumulate(self.model):
                     loss = self.loss(batch) * scale

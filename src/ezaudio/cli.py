@@ -31,7 +31,12 @@ from ezaudio.validation import (
 AUDIO_SUFFIXES = (".wav", ".flac")
 
 # Modules that add subcommands: each has register(subparsers), setting ``handler``.
-EXTENSIONS = ("ezaudio.train.commands", "ezaudio.data.commands", "ezaudio.eval.commands")
+EXTENSIONS = (
+    "ezaudio.train.commands",
+    "ezaudio.data.commands",
+    "ezaudio.eval.commands",
+    "ezaudio.serve.commands",
+)
 
 
 # ------------------------------------------------------------------ parser

@@ -8,15 +8,12 @@ EzAudio-L/XL and a tiny recipe that trains in minutes on a CPU.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ezaudio.errors import InvalidInputError
+from ezaudio.train.recipe_io import plain, read_recipe_yaml, section_from_dict
 
 
 @dataclass
@@ -157,58 +154,17 @@ def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> Recipe:
     unknown = sorted(set(data) - {"stage", *_SECTIONS})
     if unknown:
         raise InvalidInputError(f"{where}: unknown sections {unknown}")
-    sections = {}
-    for name, cls in _SECTIONS.items():
-        values = data.get(name) or {}
-        if not isinstance(values, dict):
-            raise InvalidInputError(f"{where}: '{name}' must be a mapping")
-        known = {f.name for f in dataclasses.fields(cls)}
-        bad = sorted(set(values) - known)
-        if bad:
-            raise InvalidInputError(f"{where}: unknown keys in '{name}': {bad}")
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-        try:
-            sections[name] = cls(**values)
-        except TypeError as error:
-            raise InvalidInputError(f"{where}: {name}: {error}") from error
+    sections = {
+        name: section_from_dict(cls, data.get(name), name, where) for name, cls in _SECTIONS.items()
+    }
     return Recipe(stage=data.get("stage", 1), **sections)
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
     """Recipe -> nested plain dicts (tuples as lists), ready for YAML or JSON."""
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, tuple):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        return value
-
-    out: dict[str, Any] = {"stage": recipe.stage}
-    for name in _SECTIONS:
-        section = getattr(recipe, name)
-        out[name] = {f.name: plain(getattr(section, f.name)) for f in dataclasses.fields(section)}
-    return out
+    return plain(recipe)
 
 
 def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None) -> Recipe:
     """Read a YAML recipe; ``overrides`` are ``section.key=value`` strings (YAML values)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidInputError(f"{path}: recipe file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise InvalidInputError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from error
-    for override in overrides or []:
-        key, sep, value = override.partition("=")
-        if not sep or not key:
-            raise InvalidInputError(f"override {override!r} must look like section.key=value")
-        parts = key.split(".")
-        target = data
-        for part in parts[:-1]:
-            target = target.setdefault(part, {})
-            if not isinstance(target, dict):
-                raise InvalidInputError(f"override {override!r}: {part} is not a section")
-        target[parts[-1]] = yaml.safe_load(value)
-    return recipe_from_dict(data, where=str(path)).validate()
+    return recipe_from_dict(read_recipe_yaml(path, overrides), where=str(path)).validate()

@@ -2,8 +2,7 @@
 
 ``read_recipe_yaml`` applies ``--set section.key=value`` overrides to the raw YAML;
 ``section_from_dict`` builds one section refusing unknown keys by name; every failure
-is a one-line :class:`InvalidInputError`. (The DiT recipe in ``recipe.py`` does the
-same inline; it can switch to these helpers.)
+is a one-line :class:`InvalidInputError`. Used by the DiT and the VAE recipes.
 """
 
 from __future__ import annotations

@@ -11,9 +11,7 @@ never stopped.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,16 @@ from ezaudio.nn.oobleck import WaveformVAE
 from ezaudio.train import checkpointing as ckpt
 from ezaudio.train.diffusion_loss import masked_velocity_loss, min_snr_weights
 from ezaudio.train.ema import EMA
+from ezaudio.train.engine_utils import (
+    DataPosition,
+    append_jsonl,
+    batch_stream,
+    check_ranks_in_sync,
+    make_accelerator,
+    process_generator,
+    tensorboard_writer,
+    truncate_jsonl,
+)
 from ezaudio.train.recipe import Recipe, recipe_to_dict
 
 # Parameters that only exist once a DiT has text: stage 2 adds them to a stage-1 model.
@@ -94,8 +102,6 @@ class DiTTrainer:
     """Train an EzAudio-DiT for one stage of the recipe."""
 
     def __init__(self, recipe: Recipe, resume: bool | str | Path = False) -> None:
-        from accelerate import Accelerator
-
         from ezaudio.data.dataset import AudioClipDataset
         from ezaudio.data.manifest import read_manifest
 
@@ -103,13 +109,7 @@ class DiTTrainer:
         self.run_dir = Path(recipe.run.output_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
         optim = recipe.optim
-        # Several processes and no GPU: accelerate needs cpu=True to use gloo (MULTI_CPU).
-        many = int(os.environ.get("WORLD_SIZE", "1")) > 1
-        self.accelerator = Accelerator(
-            mixed_precision=optim.mixed_precision,
-            gradient_accumulation_steps=optim.grad_accum,
-            cpu=many and not torch.cuda.is_available(),
-        )
+        self.accelerator = make_accelerator(optim.mixed_precision, optim.grad_accum)
         acc = self.accelerator
         self.device = acc.device
 
@@ -167,12 +167,9 @@ class DiTTrainer:
                 f"fewer than one batch of {optim.batch_size} per process "
                 f"({acc.num_processes} processes)"
             )
-        self.generator = torch.Generator().manual_seed(
-            recipe.run.seed * 1_000_003 + acc.process_index
-        )
+        self.generator = process_generator(recipe.run.seed, acc.process_index)
         self.step = 0
-        self.epoch = 0
-        self.batch_in_epoch = 0
+        self.position = DataPosition()
         self.last_good_batch: dict[str, Any] | None = None
         if resume:
             self._resume(resume)
@@ -189,8 +186,7 @@ class DiTTrainer:
         self.scheduler.load_state_dict(state["scheduler"])
         trainer = state["trainer"]
         self.step = trainer["step"]
-        self.epoch = trainer["epoch"]
-        self.batch_in_epoch = trainer["batch_in_epoch"]
+        self.position = DataPosition(trainer["epoch"], trainer["batch_in_epoch"])
         ckpt.restore_rng_state(state["rng"], self.generator)
         self._say(f"resumed from {folder} at step {self.step}")
 
@@ -201,8 +197,8 @@ class DiTTrainer:
         unwrapped = acc.unwrap_model(self.model)
         trainer_state = {
             "step": self.step,
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
+            "epoch": self.position.epoch,
+            "batch_in_epoch": self.position.batch,
             "ema_updates": self.ema.updates,
             "processes": acc.num_processes,
             "dit_config": dataclasses.asdict(unwrapped.config),
@@ -240,33 +236,15 @@ class DiTTrainer:
             )
         return dataset
 
-    def _epoch_batches(self, epoch: int) -> list[list[int]]:
-        """This process's batches of epoch ``epoch``: a seeded permutation, sharded by rank."""
-        acc = self.accelerator
-        order = torch.randperm(
-            len(self.dataset), generator=torch.Generator().manual_seed(self.recipe.run.seed + epoch)
-        ).tolist()
-        shard = order[acc.process_index :: acc.num_processes]
-        size = self.recipe.optim.batch_size
-        return [shard[i * size : (i + 1) * size] for i in range(self.batches_per_epoch)]
-
     def _batches(self):
-        from torch.utils.data import DataLoader
-
+        """This process's batches from the current data position on (seeded, sharded)."""
         from ezaudio.data.dataset import collate_skipping
 
-        while True:
-            self.dataset.set_epoch(self.epoch)
-            batches = self._epoch_batches(self.epoch)[self.batch_in_epoch :]
-            loader = DataLoader(
-                self.dataset, batch_sampler=batches, collate_fn=collate_skipping,
-                num_workers=self.recipe.data.num_workers,
-            )  # fmt: skip
-            for batch in loader:
-                self.batch_in_epoch += 1
-                yield batch
-            self.epoch += 1
-            self.batch_in_epoch = 0
+        acc, recipe = self.accelerator, self.recipe
+        return batch_stream(
+            self.dataset, self.position, recipe.optim.batch_size, recipe.run.seed,
+            acc.process_index, acc.num_processes, recipe.data.num_workers, collate_skipping,
+        )  # fmt: skip
 
     def _silent_batch(self) -> dict[str, Any]:
         """A batch of silence with no valid frame: its loss is 0 but it runs like any other."""
@@ -274,8 +252,12 @@ class DiTTrainer:
         if self.recipe.data.latents:
             frames = max(1, round(self.recipe.data.clip_seconds * self.vae.latent_rate))
             zeros = torch.zeros(size, self.vae.latent_dim, frames)
-            return {"mean": zeros, "std": zeros, "valid": torch.zeros(size, frames, dtype=bool),
-                    "caption": [""] * size}  # fmt: skip
+            return {
+                "mean": zeros,
+                "std": zeros,
+                "valid": torch.zeros(size, frames, dtype=torch.bool),
+                "caption": [""] * size,
+            }
         samples = max(1, round(self.recipe.data.clip_seconds * self.vae.sample_rate))
         return {
             "audio": torch.zeros(size, 1, samples),
@@ -369,8 +351,8 @@ class DiTTrainer:
         if acc.is_main_process:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe_to_dict(recipe)))
-            self._truncate_metrics()
-        writer = self._tensorboard()
+            truncate_jsonl(self.run_dir / "metrics.jsonl", self.step)
+        writer = tensorboard_writer(acc, self.run_dir / "logs")
         self.model.train()
         progress = tqdm(
             total=recipe.optim.max_steps, initial=self.step, desc=f"stage {recipe.stage}",
@@ -416,49 +398,17 @@ class DiTTrainer:
         return last or ckpt.step_folder(self.checkpoint_dir, self.step)
 
     def check_ranks_in_sync(self) -> list[str]:
-        """Hash every process's weights; write them to ``rank_weights.json`` and fail loudly
-        if the processes have drifted apart (they must stay identical under DDP)."""
-        import hashlib
-
-        from accelerate.utils import gather_object
-
-        digest = hashlib.sha256()
-        for name, tensor in sorted(self.accelerator.unwrap_model(self.model).state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().float().cpu().numpy().tobytes())
-        hashes = gather_object([digest.hexdigest()])
-        if self.accelerator.is_main_process:
-            (self.run_dir / "rank_weights.json").write_text(json.dumps(hashes, indent=2))
-            if len(set(hashes)) != 1:
-                raise RuntimeError(f"processes hold different weights after training: {hashes}")
-        return hashes
-
-    def _tensorboard(self):
-        if not self.accelerator.is_main_process:
-            return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            return None
-        return SummaryWriter(str(self.run_dir / "logs"))
-
-    def _truncate_metrics(self) -> None:
-        """Drop logged steps after the resumed step, so the log reads as one run."""
-        path = self.run_dir / "metrics.jsonl"
-        if not path.is_file():
-            return
-        kept = [
-            line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line)["step"] <= self.step
-        ]  # fmt: skip
-        path.write_text("".join(line + "\n" for line in kept))
+        """Hash every process's weights into ``rank_weights.json``; fail loudly if they differ."""
+        model = self.accelerator.unwrap_model(self.model)
+        return check_ranks_in_sync(
+            self.accelerator, {"dit": model}, self.run_dir / "rank_weights.json"
+        )
 
     def _log_metrics(self, writer, loss: float, started: float, started_step: int) -> None:
         rate = (self.step - started_step) / max(time.perf_counter() - started, 1e-9)
         lr = self.scheduler.get_last_lr()[0]
         record = {"step": self.step, "loss": loss, "lr": lr, "steps_per_s": rate}
-        with open(self.run_dir / "metrics.jsonl", "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        append_jsonl(self.run_dir / "metrics.jsonl", record)
         if writer is not None and self.step % self.recipe.run.log_every == 0:
             writer.add_scalar("train/loss", loss, self.step)
             writer.add_scalar("train/lr", lr, self.step)

@@ -10,14 +10,13 @@ import argparse
 import dataclasses
 import importlib
 import json
-import os
 import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ezaudio.errors import AudioFileError, EzAudioError, InvalidInputError
+from ezaudio.errors import EzAudioError, InvalidInputError
 from ezaudio.validation import (
     check_eta,
     check_guidance_rescale,
@@ -25,6 +24,7 @@ from ezaudio.validation import (
     check_seconds,
     check_seed,
     check_steps,
+    ensure_writable_folder,
     finite_number,
 )
 
@@ -141,19 +141,8 @@ def _check_output_file(path: str | None, flag: str = "-o/--output") -> Path:
         raise InvalidInputError(f"{out}: output must end in .wav or .flac")
     if out.is_dir():
         raise InvalidInputError(f"{out}: is a folder, expected an output file name")
-    _check_writable_folder(out.parent if str(out.parent) else Path("."))
+    ensure_writable_folder(out.parent if str(out.parent) else Path("."))
     return out
-
-
-def _check_writable_folder(folder: Path) -> None:
-    if folder.exists() and not folder.is_dir():
-        raise InvalidInputError(f"{folder}: exists and is not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise AudioFileError(f"{folder}: cannot create folder ({error.strerror})") from error
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise AudioFileError(f"{folder}: folder is not writable")
 
 
 def _check_sampling(args: argparse.Namespace) -> None:
@@ -239,7 +228,7 @@ def run_generate(args: argparse.Namespace) -> None:
             raise InvalidInputError(f"--batch-size must be at least 1, got {args.batch_size}")
         prompts = _read_prompts_file(args.prompts_file)
         out_dir = Path(args.out_dir)
-        _check_writable_folder(out_dir)
+        ensure_writable_folder(out_dir)
         pipe = _load_pipeline(args)
         kwargs = _sampling_kwargs(args)
         base_seed = kwargs.pop("seed")

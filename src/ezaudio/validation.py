@@ -7,9 +7,11 @@ message that names the field.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
-from ezaudio.errors import InvalidInputError
+from ezaudio.errors import AudioFileError, InvalidInputError
 
 
 @dataclass(frozen=True)
@@ -134,3 +136,17 @@ def check_edit_region(
     if length + 2 * margin > limits.max_seconds + 2 * margin and length > limits.max_seconds:
         raise InvalidInputError(f"mask_length must be at most {limits.max_seconds:g} s")
     return start, length, margin
+
+
+def ensure_writable_folder(folder: str | os.PathLike[str]) -> Path:
+    """Create ``folder`` if needed and check that files can be written into it."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInputError(f"{folder}: exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise AudioFileError(f"{folder}: cannot create folder ({error.strerror})") from error
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise AudioFileError(f"{folder}: folder is not writable")
+    return folder

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from ezaudio.errors import AudioFileError, CheckpointError, InvalidInputError
+from ezaudio.errors import CheckpointError, InvalidInputError
 from ezaudio.validation import (
     LIMITS,
     check_eta,
@@ -24,6 +24,7 @@ from ezaudio.validation import (
     check_seconds,
     check_seed,
     check_steps,
+    ensure_writable_folder,
 )
 
 SWEEP_WORD = "sweep"
@@ -170,17 +171,6 @@ def _check_numbers(args: argparse.Namespace, sweep: bool) -> None:
             check_guidance_rescale(args.guidance_rescale)
 
 
-def _check_out_dir(folder: Path) -> None:
-    if folder.exists() and not folder.is_dir():
-        raise InvalidInputError(f"{folder}: exists and is not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise AudioFileError(f"{folder}: cannot create folder ({error.strerror})") from error
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise AudioFileError(f"{folder}: folder is not writable")
-
-
 def _panns_path(args: argparse.Namespace) -> Path:
     path = Path(args.panns).expanduser() if args.panns else default_panns_path()
     if not path.exists():
@@ -214,7 +204,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
                 "evaluate sweep plots with matplotlib: pip install 'ezaudio[eval]'"
             ) from None
     out_dir = Path(args.out_dir)
-    _check_out_dir(out_dir)
+    ensure_writable_folder(out_dir)
     panns_path = _panns_path(args)
     clap_name = args.clap
     if clap_name is not None and not clap_name.strip():

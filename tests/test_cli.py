@@ -1031,3 +1031,13 @@ def test_convert_takes_the_schedule_from_the_official_yml(
         previous = schedule.alpha_bar(schedule.previous_timestep(t, 50))
         out = ddim_step(io["model_output"], io["sample"], schedule.alpha_bar(t), previous)
         assert relative_error(out, io["ddim_eta0_prev_samples"][index]) <= TOLERANCE
+
+
+def test_the_cli_starts_without_importing_torch() -> None:
+    """`ezaudio --help` and input errors do not wait for torch to load."""
+    code = "import sys, ezaudio.cli\nezaudio.cli.build_parser()\nprint('torch' in sys.modules)\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+    assert sorted(ezaudio.__all__) == sorted(set(ezaudio.__all__))
+    for name in ezaudio.__all__:
+        assert getattr(ezaudio, name) is not None

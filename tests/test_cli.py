@@ -514,9 +514,11 @@ def test_convert_one_part_at_a_time(
     assert f"no ezaudio.json yet; convert the {second}" in out
     weights_before = (output / first / "model.safetensors").read_bytes()
 
-    run_ok(capsys, "convert", *part(second), "--text-encoder", text_folder_32, "--output", output)
+    # The text encoder named in the first call is remembered for the second.
+    run_ok(capsys, "convert", *part(second), "--output", output)
     index = json.loads((output / "ezaudio.json").read_text())
     assert index["text_encoder"] == {"path": "text_encoder"}
+    assert not (output / "text_encoder_pending.json").exists()
     assert (output / first / "model.safetensors").read_bytes() == weights_before
     check_dit_parity(output / "dit")
     check_vae_parity(output / "vae")

@@ -24,6 +24,8 @@ from ezaudio.nn.component import (
 
 # The official yml sections other than ``model``, kept beside the converted DiT.
 OFFICIAL_EXTRAS_NAME = "official_config.json"
+# A --text-encoder given before both parts are converted, used by the later call.
+PENDING_TEXT_NAME = "text_encoder_pending.json"
 
 
 def scheduler_from_official(diff: dict[str, Any], where: str = "diff") -> SchedulerConfig:
@@ -73,6 +75,9 @@ def convert_to_folder(
     if vae_final is None and (output / "vae" / CONFIG_NAME).is_file():
         vae_final = WaveformVAE.from_pretrained(output / "vae")
 
+    pending_file = output / PENDING_TEXT_NAME
+    if text_encoder is None and pending_file.is_file():
+        text_encoder = read_json(pending_file).get("text_encoder")
     index = store = None
     pending = ""
     if dit_final is None or vae_final is None:
@@ -105,11 +110,16 @@ def convert_to_folder(
             f"{output / 'vae'}: VAE with {vae_model.num_parameters() / 1e6:.1f} M parameters"
         )
     if index is None:
+        if text_encoder:  # remember it for the call that brings the other part
+            local = Path(text_encoder).expanduser()
+            name = str(local.resolve()) if local.is_dir() else text_encoder
+            _write_json(pending_file, {"text_encoder": name})
         lines.append(f"{output}: {pending}")
         return lines
     if store is not None:
         store.save_pretrained(output / "text_encoder")
     write_index(output, index)
+    pending_file.unlink(missing_ok=True)
     lines.append(f"{output / INDEX_NAME}: text encoder {index.text_encoder}")
     return lines
 

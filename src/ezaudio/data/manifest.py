@@ -162,7 +162,9 @@ def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
         raise InvalidInputError(f"{path}, line {reader.line_num}: bad CSV ({error})") from error
 
 
-def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+def jsonl_objects(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, JSON object) for each non-blank line of a JSONL file's ``text``;
+    a malformed line or one that is not an object raises a one-line error naming it."""
     for line, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
@@ -176,6 +178,11 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
             raise InvalidInputError(
                 f"{path}, line {line}: expected a JSON object, got {type(record).__name__}"
             )
+        yield line, record
+
+
+def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    for line, record in jsonl_objects(path, text):
         names = [_canonical(str(name)) for name in record]
         _check_unique_columns(path, line, names)
         if "audio" not in names:

@@ -63,6 +63,7 @@ from typing import Any
 
 import numpy as np
 
+from ezaudio.data.manifest import jsonl_objects
 from ezaudio.errors import AudioFileError, InvalidInputError
 from ezaudio.eval.clap import ClapScorer
 from ezaudio.eval.features import FeatureExtractor, FeatureSet, compute_features, file_sha256
@@ -209,19 +210,7 @@ def _csv_rows(path: Path, text: str) -> tuple[list[str], list[tuple[int, dict[st
 
 def _jsonl_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
     rows = []
-    for line, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as error:
-            raise InvalidInputError(
-                f"{path}, line {line}: malformed JSON ({error.msg}, column {error.colno})"
-            ) from error
-        if not isinstance(record, dict):
-            raise InvalidInputError(
-                f"{path}, line {line}: expected a JSON object, got {type(record).__name__}"
-            )
+    for line, record in jsonl_objects(path, text):
         if "audio_path" in record and "audio" not in record:
             record["audio"] = record.pop("audio_path")
         rows.append((line, record))

@@ -241,3 +241,39 @@ def test_batches_with_no_readable_file_run_as_zero_loss_steps(tmp_path, world):
 def test_unquoted_no_for_mixed_precision_is_accepted(world, tmp_path):
     recipe = tiny_recipe(world, tmp_path / "r", optim={"mixed_precision": False})
     assert recipe_from_dict(recipe).validate().optim.mixed_precision == "no"
+
+
+def test_max_minutes_stops_with_a_checkpoint_and_an_export_and_resume_goes_on(
+    world, tmp_path, capsys
+):
+    run = tmp_path / "timed"
+    # A budget already spent after the first step: the run stops at step 1 of 6.
+    recipe = tiny_recipe(
+        world, run, optim={"max_steps": 6}, run={"checkpoint_every": 4, "max_minutes": 1e-9}
+    )
+    path = write_recipe(tmp_path / "timed.yaml", recipe)
+    assert main(["train", str(path)]) == 0
+    said = capsys.readouterr()
+    assert "run.max_minutes (1e-09) reached: stopped at step 1" in said.out + said.err
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-00000001"]
+    assert (run / "model" / "ezaudio.json").is_file() and len(metrics(run)) == 1
+    assert main(["train", str(path), "--resume", "--set", "run.max_minutes=null"]) == 0
+    assert [m["step"] for m in metrics(run)] == list(range(1, 7))
+
+
+@pytest.mark.parametrize("value", [0, -1, "soon", True])
+def test_max_minutes_must_be_a_positive_number(world, tmp_path, value):
+    recipe = tiny_recipe(world, tmp_path / "r", run={"max_minutes": value})
+    with pytest.raises(Exception, match="run.max_minutes must be a positive number"):
+        recipe_from_dict(recipe).validate()
+
+
+def test_stages_with_other_precisions_train_one_after_the_other_in_one_process(world, tmp_path):
+    # accelerate keeps one state per process; a second trainer with other settings must work.
+    for precision in ("no", "bf16"):
+        recipe = tiny_recipe(
+            world, tmp_path / precision, optim={"max_steps": 1, "mixed_precision": precision}
+        )
+        trainer = DiTTrainer(recipe_from_dict(recipe).validate())
+        assert trainer.accelerator.mixed_precision == precision
+        trainer.train()

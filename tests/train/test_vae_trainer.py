@@ -413,3 +413,11 @@ def test_two_processes_on_gloo_keep_identical_weights(world, tmp_path):
     assert (folder / "rng-rank1.safetensors").is_file()
     assert [m["update"] for m in metrics(run)] == ["autoencoder", "discriminator", "autoencoder"]
     assert WaveformVAE.from_pretrained(run / "model").config == VAE_PRESETS["tiny"]
+
+
+def test_max_minutes_ends_a_vae_run_with_a_checkpoint_and_an_export(world, tmp_path):
+    run = tmp_path / "vae-timed"
+    recipe = tiny_vae_recipe(world, run, optim={"max_steps": 5}, run={"max_minutes": 1e-9})
+    assert main(["train-vae", str(write_recipe(tmp_path / "v.yaml", recipe))]) == 0
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-00000001"]
+    assert (run / "model" / "config.json").is_file()

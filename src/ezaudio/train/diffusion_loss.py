@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
 import torch
 
 from ezaudio.diffusion.schedule import NoiseSchedule
@@ -33,3 +37,50 @@ def masked_velocity_loss(
     if sample_weight is not None:
         per_sample = per_sample * sample_weight.to(per_sample)
     return per_sample.mean()
+
+
+def masked_modelling_loss(
+    model: Callable[..., torch.Tensor],
+    schedule: NoiseSchedule,
+    latents: torch.Tensor,
+    valid: torch.Tensor,
+    masking: Any,
+    generator: torch.Generator,
+    *,
+    text: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
+    min_snr_gamma: float | None = None,
+) -> torch.Tensor:
+    """The DiT training loss of one batch of latents (paper II-C-1), as the trainer computes it.
+
+    Span-mask the latents (``masking``: a recipe ``MaskingSection``, its ``ratio``, ``span``
+    and ``full_mask_prob``), noise them at a random timestep, predict the velocity of the
+    masked frames given the rest and return :func:`masked_velocity_loss` over the masked,
+    ``valid`` [B, L] frames. ``latents`` [B, C, L] are on the model's device. Every draw
+    comes from the CPU ``generator`` in a fixed order (masks, timesteps, noise, then
+    ``text``, which returns the text states and mask and may draw caption dropout from the
+    same generator). The forward runs under ``autocast()``.
+    """
+    from ezaudio.data.masking import training_masks
+
+    device = latents.device
+    batch_size, _, frames = latents.shape
+    generate = training_masks(
+        batch_size, frames, tuple(masking.ratio), masking.span, masking.full_mask_prob,
+        generator=generator,
+    ).to(device)  # [B, L] True = generated  # fmt: skip
+    timesteps = torch.randint(
+        0, schedule.num_train_timesteps, (batch_size,), generator=generator
+    ).to(device)
+    noise = torch.randn(tuple(latents.shape), generator=generator).to(device)
+    noisy = schedule.add_noise(latents, noise, timesteps)
+    target = schedule.velocity(latents, noise, timesteps)
+    context = context_mask = None
+    if text is not None:
+        context, context_mask = text()
+    with autocast():
+        prediction = model(noisy, timesteps, context, context_mask, gt=latents, gt_mask=generate)
+    weights = None
+    if min_snr_gamma:
+        weights = min_snr_weights(schedule, timesteps, min_snr_gamma)
+    return masked_velocity_loss(prediction, target, generate & valid, weights)

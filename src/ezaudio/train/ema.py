@@ -31,15 +31,31 @@ class EMA:
                 shadow.copy_(value.detach())
 
     def state_dict(self) -> dict[str, torch.Tensor]:
+        """The shadow weights as they are held (sharded ``DTensor`` shards under FSDP)."""
         return dict(self.shadow)
 
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """The shadow weights as plain full tensors; under FSDP the shadow is sharded like
+        the model and this gathers it (a collective: every process must call it)."""
+        from torch.distributed.tensor import DTensor
+
+        return {k: v.full_tensor() if isinstance(v, DTensor) else v for k, v in self.shadow.items()}
+
     def load_state_dict(self, state: dict[str, torch.Tensor], updates: int) -> None:
+        """Load full tensors (as :meth:`full_state_dict` gives); sharded shadows take their
+        own shard of each (under FSDP every process must call it)."""
+        from torch.distributed.tensor import DTensor, distribute_tensor
+
         for name, value in state.items():
-            self.shadow[name].copy_(value)
+            shadow = self.shadow[name]
+            if isinstance(shadow, DTensor):
+                value = distribute_tensor(
+                    value.to(shadow.device, shadow.dtype), shadow.device_mesh, shadow.placements
+                )
+            shadow.copy_(value)
         self.updates = updates
 
     def copy_to(self, module: nn.Module) -> None:
         """Load the averaged weights into ``module`` (same architecture)."""
-        module.load_state_dict(
-            {k: v.to(module.state_dict()[k].dtype) for k, v in self.shadow.items()}
-        )
+        own = module.state_dict()
+        module.load_state_dict({k: v.to(own[k].dtype) for k, v in self.full_state_dict().items()})

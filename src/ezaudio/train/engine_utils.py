@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,20 +21,86 @@ from typing import Any
 import torch
 from torch import nn
 
+from ezaudio.errors import InvalidInputError
+
 # Per-process generator seed: seed * GENERATOR_STRIDE + rank (as DiTTrainer).
 GENERATOR_STRIDE = 1_000_003
 
 
-def make_accelerator(mixed_precision: str, grad_accum: int):
-    """An ``accelerate.Accelerator``; several processes and no GPU -> gloo on the CPU."""
+def make_accelerator(mixed_precision: str, grad_accum: int, distributed: str = "ddp"):
+    """An ``accelerate.Accelerator``; several processes and no GPU -> gloo on the CPU.
+
+    ``distributed`` is ``ddp`` (replicated weights, the default) or ``fsdp``: FSDP2 through
+    accelerate's ``FullyShardedDataParallelPlugin``, each ``DiTBlock`` a shard unit. FSDP
+    needs GPUs: accelerate 1.x only shards on GPU-like devices and on the CPU would silently
+    fall back to DDP, so it is refused there.
+    """
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     many = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if not many:
+        # accelerate keeps one state per process and refuses a second Accelerator with
+        # other settings: a notebook (or test session) that trains stage 1 in fp32 and
+        # then stage 2 in bf16 would fail. A single process has nothing to lose by a reset.
+        AcceleratorState._reset_state(reset_partial_state=True)
+    plugin = None
+    if distributed == "fsdp":
+        if not torch.cuda.is_available():
+            raise InvalidInputError(
+                "run.distributed: fsdp needs CUDA GPUs (accelerate only shards on GPUs; "
+                "on the CPU it would silently run DDP); use ddp"
+            )
+        plugin = fsdp_plugin()
     return Accelerator(
         mixed_precision=mixed_precision,
         gradient_accumulation_steps=grad_accum,
         cpu=many and not torch.cuda.is_available(),
+        fsdp_plugin=plugin,
     )
+
+
+def fsdp_plugin(block_class: str = "DiTBlock"):
+    """accelerate's FSDP2 plugin: shard every ``block_class`` and the rest of the model as
+    units, free gathered weights after each forward, full (gathered) state dicts."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    return FullyShardedDataParallelPlugin(
+        fsdp_version=2,
+        reshard_after_forward=True,
+        auto_wrap_policy="transformer_based_wrap",
+        transformer_cls_names_to_wrap=[block_class],
+        state_dict_type="FULL_STATE_DICT",
+        cpu_ram_efficient_loading=False,
+        activation_checkpointing=False,  # the DiT's own gradient_checkpointing flag does it
+    )
+
+
+def register_block_methods(model: nn.Module) -> None:
+    """Make FSDP2 gather a sharded ``DiTBlock``'s weights for ``context_keys_values`` too:
+    ``EzAudioDiT.prepare_context`` calls it outside the block's ``forward`` (the text
+    keys/values are computed once per forward for all blocks)."""
+    from torch.distributed.fsdp import FSDPModule, register_fsdp_forward_method
+
+    for block in model.blocks():
+        if isinstance(block, FSDPModule):
+            register_fsdp_forward_method(block, "context_keys_values")
+
+
+def is_fsdp(accelerator: Any) -> bool:
+    """True when ``accelerator`` shards the model (FSDP)."""
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type == DistributedType.FSDP
+
+
+def full_tensors(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with every sharded ``DTensor`` gathered into a plain tensor.
+
+    A collective under FSDP: every process must call it; plain tensors pass through."""
+    from torch.distributed.tensor import DTensor
+
+    return {k: v.full_tensor() if isinstance(v, DTensor) else v for k, v in state.items()}
 
 
 def process_generator(seed: int, rank: int) -> torch.Generator:
@@ -117,18 +184,22 @@ def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
         handle.write(json.dumps(dict(record)) + "\n")
 
 
-def weights_digest(modules: Mapping[str, nn.Module]) -> str:
-    """SHA-256 of every tensor of the modules' state dicts (names included)."""
+def weights_digest(modules: Mapping[str, nn.Module | Mapping[str, torch.Tensor]]) -> str:
+    """SHA-256 of every tensor of the modules' state dicts (names included); a value may
+    also be a state dict itself (e.g. the gathered weights of a sharded model)."""
     digest = hashlib.sha256()
     for prefix, module in modules.items():
-        for name, tensor in sorted(module.state_dict().items()):
+        state = module.state_dict() if isinstance(module, nn.Module) else module
+        for name, tensor in sorted(state.items()):
             digest.update(f"{prefix}.{name}".encode())
             digest.update(tensor.detach().float().cpu().numpy().tobytes())
     return digest.hexdigest()
 
 
 def check_ranks_in_sync(
-    accelerator: Any, modules: Mapping[str, nn.Module], out_file: Path
+    accelerator: Any,
+    modules: Mapping[str, nn.Module | Mapping[str, torch.Tensor]],
+    out_file: Path,
 ) -> list[str]:
     """Hash every process's weights, write the hashes to ``out_file`` (main process) and
     fail loudly if the processes have drifted apart (they must stay identical under DDP)."""
@@ -140,3 +211,42 @@ def check_ranks_in_sync(
         if len(set(hashes)) != 1:
             raise RuntimeError(f"processes hold different weights after training: {hashes}")
     return hashes
+
+
+def time_is_up(accelerator: Any, started: float, max_minutes: float | None) -> bool:
+    """Whether ``max_minutes`` of wall time have passed since ``started`` (perf_counter).
+
+    Every process gets the same answer (any process past the budget stops them all), so
+    the ranks leave the training loop at the same step."""
+    if max_minutes is None:
+        return False
+    late = time.perf_counter() - started > max_minutes * 60.0
+    if accelerator.num_processes == 1:
+        return late
+    flag = torch.tensor(float(late), device=accelerator.device)
+    return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+
+
+def stop_for_time(trainer: Any, started: float) -> Path | None:
+    """The checkpoint a run ends on when ``run.max_minutes`` has passed before
+    ``optim.max_steps`` (written now unless this step's was already), else None.
+
+    ``trainer`` is a :class:`~ezaudio.train.trainer.DiTTrainer` or a VAE trainer: it has
+    ``recipe``, ``step``, ``accelerator``, ``checkpoint_dir``, ``save_checkpoint()`` and
+    ``_say()``."""
+    from ezaudio.train.checkpointing import step_folder
+
+    recipe = trainer.recipe
+    if trainer.step >= recipe.optim.max_steps:
+        return None
+    if not time_is_up(trainer.accelerator, started, recipe.run.max_minutes):
+        return None
+    if trainer.step % recipe.run.checkpoint_every:
+        folder = trainer.save_checkpoint()
+    else:
+        folder = step_folder(trainer.checkpoint_dir, trainer.step)
+    trainer._say(
+        f"run.max_minutes ({recipe.run.max_minutes:g}) reached: stopped at step "
+        f"{trainer.step}; --resume goes on"
+    )
+    return folder

@@ -77,6 +77,10 @@ class RunSection:
     validation_prompts: tuple[str, ...] = ("a dog barks",)
     validation_seconds: float = 5.0
     validation_steps: int = 25
+    distributed: str = "ddp"  # ddp | fsdp (FSDP2 via accelerate; GPUs only)
+    # Wall-clock budget of one invocation: at the first step past it the run writes a
+    # checkpoint and ends (and exports) as if max_steps were reached; --resume goes on.
+    max_minutes: float | None = None
 
 
 @dataclass
@@ -122,6 +126,8 @@ class Recipe:
             self.optim.mixed_precision = "no"
         if self.optim.mixed_precision not in ("no", "bf16", "fp16"):
             raise InvalidInputError("optim.mixed_precision must be no, bf16 or fp16")
+        if self.run.distributed not in ("ddp", "fsdp"):
+            raise InvalidInputError("run.distributed must be ddp or fsdp")
         if not 0 <= self.optim.ema_decay < 1:
             raise InvalidInputError("optim.ema_decay must be in [0, 1)")
         low, high = self.masking.ratio
@@ -135,7 +141,16 @@ class Recipe:
                 raise InvalidInputError(f"masking.{name} must be in [0, 1], got {value}")
         if self.data.clip_seconds <= 0:
             raise InvalidInputError("data.clip_seconds must be positive")
+        check_max_minutes(self.run.max_minutes)
         return self
+
+
+def check_max_minutes(value: float | None) -> None:
+    """``run.max_minutes``: None (no limit) or a positive number of minutes."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise InvalidInputError(f"run.max_minutes must be a positive number, got {value!r}")
 
 
 _SECTIONS = {

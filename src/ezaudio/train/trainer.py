@@ -28,15 +28,19 @@ from ezaudio.nn.component import CONFIG_NAME, WEIGHTS_NAME, load_safetensors
 from ezaudio.nn.dit import EzAudioDiT
 from ezaudio.nn.oobleck import WaveformVAE
 from ezaudio.train import checkpointing as ckpt
-from ezaudio.train.diffusion_loss import masked_velocity_loss, min_snr_weights
+from ezaudio.train.diffusion_loss import masked_modelling_loss
 from ezaudio.train.ema import EMA
 from ezaudio.train.engine_utils import (
     DataPosition,
     append_jsonl,
     batch_stream,
     check_ranks_in_sync,
+    full_tensors,
+    is_fsdp,
     make_accelerator,
     process_generator,
+    register_block_methods,
+    stop_for_time,
     tensorboard_writer,
     truncate_jsonl,
 )
@@ -109,7 +113,9 @@ class DiTTrainer:
         self.run_dir = Path(recipe.run.output_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
         optim = recipe.optim
-        self.accelerator = make_accelerator(optim.mixed_precision, optim.grad_accum)
+        self.accelerator = make_accelerator(
+            optim.mixed_precision, optim.grad_accum, recipe.run.distributed
+        )
         acc = self.accelerator
         self.device = acc.device
 
@@ -147,6 +153,8 @@ class DiTTrainer:
             lambda step: lr_factor(step, optim.warmup_steps, optim.max_steps, optim.schedule),
         )
         self.model, self.optimizer = acc.prepare(model, optimizer)
+        if is_fsdp(acc):
+            register_block_methods(acc.unwrap_model(self.model))
         # After prepare, so the EMA lives on the model's device.
         self.ema = EMA(acc.unwrap_model(self.model), optim.ema_decay)
         self.schedule = NoiseSchedule.from_config()
@@ -169,6 +177,7 @@ class DiTTrainer:
             )
         self.generator = process_generator(recipe.run.seed, acc.process_index)
         self.step = 0
+        self.skipped_steps = 0  # fp16: optimizer steps the loss scaler skipped (inf/NaN grads)
         self.position = DataPosition()
         self.last_good_batch: dict[str, Any] | None = None
         if resume:
@@ -179,13 +188,36 @@ class DiTTrainer:
         folder = ckpt.latest_checkpoint(self.checkpoint_dir) if resume is True else Path(resume)
         if folder is None:
             raise CheckpointError(f"{self.checkpoint_dir}: no checkpoint to resume from")
-        state = ckpt.read_checkpoint(folder, self.accelerator.process_index)
-        self.accelerator.unwrap_model(self.model).load_state_dict(state["model"])
-        self.ema.load_state_dict(state["ema"], state["trainer"]["ema_updates"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        acc = self.accelerator
+        state = ckpt.read_checkpoint(folder, acc.process_index)
         trainer = state["trainer"]
+        distributed = trainer.get("distributed", "ddp")
+        if distributed != self.recipe.run.distributed:
+            raise CheckpointError(
+                f"{folder} was written under run.distributed={distributed}; "
+                f"resume with the same setting (not {self.recipe.run.distributed})"
+            )
+        if is_fsdp(acc):  # full states in the checkpoint; every process takes its shards
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                set_model_state_dict,
+                set_optimizer_state_dict,
+            )
+
+            full = StateDictOptions(full_state_dict=True)
+            set_model_state_dict(self.model, state["model"], options=full)
+            set_optimizer_state_dict(
+                self.model, self.optimizer.optimizer, state["optimizer"], options=full
+            )
+        else:
+            acc.unwrap_model(self.model).load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.ema.load_state_dict(state["ema"], trainer["ema_updates"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if acc.scaler is not None and trainer.get("grad_scaler"):
+            acc.scaler.load_state_dict(trainer["grad_scaler"])
         self.step = trainer["step"]
+        self.skipped_steps = trainer.get("skipped_steps", 0)
         self.position = DataPosition(trainer["epoch"], trainer["batch_in_epoch"])
         ckpt.restore_rng_state(state["rng"], self.generator)
         self._say(f"resumed from {folder} at step {self.step}")
@@ -200,15 +232,22 @@ class DiTTrainer:
             "epoch": self.position.epoch,
             "batch_in_epoch": self.position.batch,
             "ema_updates": self.ema.updates,
+            "skipped_steps": self.skipped_steps,
             "processes": acc.num_processes,
+            "distributed": self.recipe.run.distributed,
+            "grad_scaler": acc.scaler.state_dict() if acc.scaler is not None else None,
             "dit_config": dataclasses.asdict(unwrapped.config),
             "recipe": recipe_to_dict(self.recipe),
         }
+        # Full (gathered) states: collectives under FSDP, so every process computes them.
+        model_state = acc.get_state_dict(self.model)
+        ema_state = self.ema.full_state_dict()
+        optimizer_state = self._full_optimizer_state()
         ckpt.write_checkpoint(
             self.checkpoint_dir, self.step,
-            unwrapped.state_dict() if main else None,
-            self.ema.state_dict() if main else None,
-            self.optimizer.state_dict() if main else None,
+            model_state if main else None,
+            ema_state if main else None,
+            optimizer_state if main else None,
             self.scheduler.state_dict() if main else None,
             trainer_state if main else None,
             ckpt.rng_state(self.generator), acc.process_index, main,
@@ -219,6 +258,19 @@ class DiTTrainer:
             ckpt.finish_checkpoint(self.checkpoint_dir, self.step, self.recipe.run.keep_last)
         acc.wait_for_everyone()
         return folder
+
+    def _full_optimizer_state(self) -> dict[str, Any]:
+        """The optimizer's state; under FSDP gathered into one full state dict on the main
+        process (keyed by parameter name; every process must call this)."""
+        if not is_fsdp(self.accelerator):
+            return self.optimizer.state_dict()
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_optimizer_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_optimizer_state_dict(self.model, self.optimizer.optimizer, options=options)
 
     # ------------------------------------------------------------- data
     def _latent_dataset(self):
@@ -317,32 +369,16 @@ class DiTTrainer:
         self, latents: torch.Tensor, valid: torch.Tensor, captions: list[str]
     ) -> torch.Tensor:
         """Masked v-prediction loss (paper II-C-1): span-mask the latents, noise them at a
-        random timestep, predict the velocity of the masked frames given the rest."""
-        from ezaudio.data.masking import training_masks
-
-        masking = self.recipe.masking
-        batch_size, _, frames = latents.shape
-        generate = training_masks(
-            batch_size, frames, tuple(masking.ratio), masking.span, masking.full_mask_prob,
-            generator=self.generator,
-        ).to(self.device)  # [B, L] True = generated  # fmt: skip
-        timesteps = torch.randint(
-            0, self.schedule.num_train_timesteps, (batch_size,), generator=self.generator
-        ).to(self.device)
-        noise = self._randn(tuple(latents.shape))
-        noisy = self.schedule.add_noise(latents, noise, timesteps)
-        target = self.schedule.velocity(latents, noise, timesteps)
-        context = context_mask = None
+        random timestep, predict the velocity of the masked frames given the rest
+        (:func:`~ezaudio.train.diffusion_loss.masked_modelling_loss`)."""
+        text = None
         if self.text_encoder is not None:
-            context, context_mask = self._text(captions)
-        with self.accelerator.autocast():
-            prediction = self.model(
-                noisy, timesteps, context, context_mask, gt=latents, gt_mask=generate
-            )
-        weights = None
-        if self.recipe.optim.min_snr_gamma:
-            weights = min_snr_weights(self.schedule, timesteps, self.recipe.optim.min_snr_gamma)
-        return masked_velocity_loss(prediction, target, generate & valid, weights)
+            text = lambda: self._text(captions)  # noqa: E731  (drawn after the noise)
+        return masked_modelling_loss(
+            self.model, self.schedule, latents, valid, self.recipe.masking, self.generator,
+            text=text, autocast=self.accelerator.autocast,
+            min_snr_gamma=self.recipe.optim.min_snr_gamma,
+        )  # fmt: skip
 
     # ------------------------------------------------------------ train
     def train(self) -> Path:
@@ -379,8 +415,13 @@ class DiTTrainer:
                     self.optimizer.step()
                     self.optimizer.zero_grad(set_to_none=True)
                 total += loss.detach() / recipe.optim.grad_accum
-            self.scheduler.step()
-            self.ema.update(acc.unwrap_model(self.model))
+            # fp16: the loss scaler skips a step whose gradients hold inf/NaN (and lowers
+            # the scale); the weights did not move, so neither do the schedule and the EMA.
+            if getattr(self.optimizer, "step_was_skipped", False):
+                self.skipped_steps += 1
+            else:
+                self.scheduler.step()
+                self.ema.update(acc.unwrap_model(self.model))
             self.step += 1
             mean_loss = acc.reduce(total, reduction="mean").item()
             progress.update(1)
@@ -391,6 +432,10 @@ class DiTTrainer:
                 last = self.save_checkpoint()
             if recipe.run.validate_every and self.step % recipe.run.validate_every == 0:
                 self.validate()
+            stop = stop_for_time(self, started)
+            if stop is not None:
+                last = stop
+                break
         progress.close()
         if writer is not None:
             writer.close()
@@ -400,14 +445,21 @@ class DiTTrainer:
     def check_ranks_in_sync(self) -> list[str]:
         """Hash every process's weights into ``rank_weights.json``; fail loudly if they differ."""
         model = self.accelerator.unwrap_model(self.model)
+        weights: Any = model
+        if is_fsdp(self.accelerator):  # shards differ by design: hash the gathered weights
+            weights = full_tensors(model.state_dict())
         return check_ranks_in_sync(
-            self.accelerator, {"dit": model}, self.run_dir / "rank_weights.json"
+            self.accelerator, {"dit": weights}, self.run_dir / "rank_weights.json"
         )
 
     def _log_metrics(self, writer, loss: float, started: float, started_step: int) -> None:
         rate = (self.step - started_step) / max(time.perf_counter() - started, 1e-9)
         lr = self.scheduler.get_last_lr()[0]
         record = {"step": self.step, "loss": loss, "lr": lr, "steps_per_s": rate}
+        scaler = self.accelerator.scaler
+        if scaler is not None:  # fp16
+            record["loss_scale"] = float(scaler.get_scale())
+            record["skipped_steps"] = self.skipped_steps
         append_jsonl(self.run_dir / "metrics.jsonl", record)
         if writer is not None and self.step % self.recipe.run.log_every == 0:
             writer.add_scalar("train/loss", loss, self.step)
@@ -415,30 +467,39 @@ class DiTTrainer:
             writer.add_scalar("train/steps_per_s", rate, self.step)
 
     # ------------------------------------------------------- validation
-    def ema_model(self) -> EzAudioDiT:
-        """A CPU float32 copy of the DiT carrying the EMA weights."""
+    def ema_model(self, ema_state: dict[str, torch.Tensor] | None = None) -> EzAudioDiT:
+        """A CPU float32 copy of the DiT carrying the EMA weights.
+
+        ``ema_state``: the gathered EMA (:meth:`EMA.full_state_dict`); under FSDP gather it
+        on every process first and pass it here (the gather is a collective)."""
         unwrapped = self.accelerator.unwrap_model(self.model)
         model = EzAudioDiT(unwrapped.config)
-        self.ema.copy_to(model)
+        state = ema_state if ema_state is not None else self.ema.full_state_dict()
+        own = model.state_dict()
+        model.load_state_dict({k: v.to("cpu", own[k].dtype) for k, v in state.items()})
         return model.eval()
 
-    def pipeline(self):
-        """An :class:`~ezaudio.pipeline.EzAudio` with the EMA weights (CPU, float32)."""
+    def pipeline(self, ema_state: dict[str, torch.Tensor] | None = None):
+        """An :class:`~ezaudio.pipeline.EzAudio` with the EMA weights (CPU, float32);
+        ``ema_state`` as for :meth:`ema_model`."""
         from ezaudio.pipeline import EzAudio
         from ezaudio.text import TextEncoder
 
         text = self.text_encoder or TextEncoder.from_pretrained(self.recipe.model.text_encoder)
         vae = WaveformVAE.from_pretrained(self.recipe.model.vae)
-        return EzAudio(self.ema_model(), vae, text, device="cpu", name=f"stage{self.recipe.stage}")
+        return EzAudio(
+            self.ema_model(ema_state), vae, text, device="cpu", name=f"stage{self.recipe.stage}"
+        )
 
     def validate(self) -> list[Path]:
         """Write validation samples as audio under ``samples/step-N/`` (main process)."""
         from ezaudio.data.audio import write_audio
 
         paths: list[Path] = []
+        ema_state = self.ema.full_state_dict()  # every process: a collective under FSDP
         if self.accelerator.is_main_process:
             run = self.recipe.run
-            pipe = self.pipeline()
+            pipe = self.pipeline(ema_state)
             prompts = list(run.validation_prompts) if self.recipe.stage > 1 else [""]
             audio = pipe.generate(
                 prompts, seconds=run.validation_seconds, steps=run.validation_steps,
@@ -453,8 +514,9 @@ class DiTTrainer:
     def export(self, folder: str | Path) -> Path:
         """Write the EMA weights as a native model folder that ``EzAudio.from_pretrained`` loads."""
         folder = Path(folder)
+        ema_state = self.ema.full_state_dict()  # every process: a collective under FSDP
         if self.accelerator.is_main_process:
-            self.pipeline().save_pretrained(folder)
+            self.pipeline(ema_state).save_pretrained(folder)
         self.accelerator.wait_for_everyone()
         return folder
 

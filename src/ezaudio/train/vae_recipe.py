@@ -18,6 +18,7 @@ from typing import Any
 
 from ezaudio.config import VAE_PRESETS, VAEConfig
 from ezaudio.errors import InvalidInputError
+from ezaudio.train.recipe import check_max_minutes
 from ezaudio.train.recipe_io import plain, read_recipe_yaml, section_from_dict
 
 
@@ -104,6 +105,7 @@ class VAERunSection:
     validate_every: int = 0  # 0 = never (official demos: every 10000 steps)
     validation_clips: int = 4
     validation_seconds: float = 5.0
+    max_minutes: float | None = None  # wall-clock budget of one invocation (see recipe.py)
 
 
 @dataclass
@@ -214,6 +216,7 @@ class VAERecipe:
             raise InvalidInputError("loss.perceptual_weighting must be true or false")
         _resolutions("loss.stft", loss.stft_fft_sizes, loss.stft_hop_sizes, loss.stft_win_lengths)
         _resolutions("loss.disc", loss.disc_n_ffts, loss.disc_hop_lengths, loss.disc_win_lengths)
+        check_max_minutes(run.max_minutes)
         return self
 
     def check_audio_length(self, sample_rate: int, usable: Callable[[int], int]) -> int:

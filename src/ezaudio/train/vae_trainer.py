@@ -46,6 +46,7 @@ from ezaudio.train.engine_utils import (
     check_ranks_in_sync,
     make_accelerator,
     process_generator,
+    stop_for_time,
     tensorboard_writer,
     truncate_jsonl,
 )
@@ -440,6 +441,10 @@ class VAETrainer:
                 last = self.save_checkpoint()
             if recipe.run.validate_every and self.step % recipe.run.validate_every == 0:
                 self.validate()
+            stop = stop_for_time(self, started)
+            if stop is not None:
+                last = stop
+                break
         progress.close()
         if self._writer is not None:
             self._writer.close()

@@ -36,13 +36,16 @@ import math
 import numbers
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ezaudio.data.audio import resample
 from ezaudio.errors import CheckpointError, InvalidInputError
+
+if TYPE_CHECKING:
+    from ezaudio.eval.small_clap import SmallClapScorer
 
 DEFAULT_CLAP = "laion/larger_clap_general"
 """The CLAP checkpoint used when none is named."""
@@ -226,8 +229,12 @@ class ClapScorer:
         batch_size: int = DEFAULT_BATCH_SIZE,
         local_files_only: bool | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
-    ) -> ClapScorer:
+    ) -> ClapScorer | SmallClapScorer:
         """Load a CLAP model from a local folder, the Hugging Face cache or the hub.
+
+        A folder holding a small CLAP trained on a synthetic world (``config.json`` with
+        ``"_class": "SmallClap"``, see :mod:`ezaudio.eval.small_clap`) gives a
+        :class:`~ezaudio.eval.small_clap.SmallClapScorer`, which has this class's interface.
 
         A hub id is looked up in the local cache first and downloaded only on a miss, when
         ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` is unset and the hub answers a quick
@@ -248,6 +255,10 @@ class ClapScorer:
                 raise CheckpointError(f"{name}: is a file, expected a CLAP model folder")
             if not (path / "config.json").is_file():
                 raise CheckpointError(f"{name}: not a model folder (no config.json)")
+            from ezaudio.eval.small_clap import SmallClapScorer, is_small_clap_folder
+
+            if is_small_clap_folder(path):
+                return SmallClapScorer.from_pretrained(path, device=resolved, batch_size=batch_size)
             parts = _load_parts(str(path), name, local_files_only=True, cache_dir=None)
         elif _looks_like_path(name):
             raise CheckpointError(f"{name}: CLAP model folder not found")

@@ -6,6 +6,11 @@ and writes FD, KL, IS and CLAP to ``DIR/results.json`` and ``DIR/results.md``;
 runs that for every (guidance scale, rescale) pair and plots FD and CLAP against them.
 (``sweep`` is read as the first positional word, so a manifest literally named ``sweep``
 needs a path such as ``./sweep``.)
+
+``ezaudio eval-train tagger WORLD --out DIR`` and ``ezaudio eval-train clap WORLD --out DIR``
+train the small evaluators of a synthetic world (:mod:`ezaudio.eval.tagger`,
+:mod:`ezaudio.eval.small_clap`). They are a command of their own rather than words of
+``evaluate``, whose ``--model`` and ``--out-dir`` are required.
 """
 
 from __future__ import annotations
@@ -107,6 +112,68 @@ def register(commands: argparse._SubParsersAction) -> None:
     model.add_argument("--dtype", default="float32", help="DiT precision: float32, bf16, fp16")
     model.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     evaluate.set_defaults(handler=run_evaluate)
+    _register_eval_train(commands)
+
+
+def _register_eval_train(commands: argparse._SubParsersAction) -> None:
+    """``ezaudio eval-train tagger|clap WORLD --out DIR``."""
+    parser = commands.add_parser(
+        "eval-train",
+        help="train a small tagger or CLAP on a synthetic world (ezaudio data synth)",
+        description=(
+            "Train the small evaluators of a synthetic world: `tagger` (a narrow CNN14, "
+            "multi-label over the world's classes; its folder works as --panns) and `clap` "
+            "(a small CLAP with the frozen offline MiniLM; its folder works as --clap)."
+        ),
+    )
+    kinds = parser.add_subparsers(dest="eval_train_kind", metavar="{tagger,clap}")
+    kinds.required = True
+    helps = {
+        "tagger": "multi-label CNN14-style tagger (report: accuracy, mAP)",
+        "clap": "small CLAP (report: retrieval recall, caption-noise scores)",
+    }
+    for kind, text in helps.items():
+        sub = kinds.add_parser(kind, help=text, description=text)
+        sub.add_argument("world", metavar="WORLD_DIR", help="folder written by ezaudio data synth")
+        sub.add_argument("--out", required=True,
+                         help="new (or empty) folder for config.json, model.safetensors, "
+                              "report.json; written at the end")  # fmt: skip
+        sub.add_argument("--steps", type=int, help="training steps (default: by device)")
+        sub.add_argument("--batch-size", type=int, help="clips per step (default: by device)")
+        sub.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (1e-3)")
+        sub.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+        sub.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+        sub.add_argument("--max-clips", type=int, help="read at most N clips of each split")
+        sub.add_argument("--quiet", action="store_true", help="no progress bars")
+        sub.set_defaults(handler=run_eval_train)
+
+
+def run_eval_train(args: argparse.Namespace) -> None:
+    """Handler of ``ezaudio eval-train tagger|clap``."""
+    from ezaudio.eval.tagger import TrainSettings, check_out_folder, read_world_info
+
+    for flag, value in (("--steps", args.steps), ("--batch-size", args.batch_size),
+                        ("--max-clips", args.max_clips)):  # fmt: skip
+        if value is not None and value < 1:
+            raise InvalidInputError(f"{flag} must be a positive integer, got {value}")
+    check_seed(args.seed)
+    settings = TrainSettings(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        device=args.device, max_clips=args.max_clips, progress=not args.quiet,
+    )  # fmt: skip
+    read_world_info(args.world)
+    check_out_folder(args.out)
+    if args.eval_train_kind == "tagger":
+        from ezaudio.eval.tagger import tagger_summary, train_tagger
+
+        result = train_tagger(args.world, args.out, settings)
+        print(tagger_summary(result.report))
+    else:
+        from ezaudio.eval.small_clap import clap_summary, train_clap
+
+        result = train_clap(args.world, args.out, settings)
+        print(clap_summary(result.report))
+    _say(args, f"wrote {args.out}")
 
 
 def _say(args: argparse.Namespace, message: str) -> None:

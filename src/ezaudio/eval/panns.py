@@ -47,7 +47,8 @@ AMIN = 1e-10
 REF = 1.0
 # Largest |stored - computed| accepted for the stored front-end tensors (fp32 copies).
 FRONT_END_TOLERANCE = 1e-5
-# Channels of the six conv blocks; every block but the last halves time and mel.
+# Channels of the six conv blocks of the official CNN14 (the default
+# ``Cnn14Config.widths``); every block but the last halves time and mel.
 CONV_CHANNELS = (64, 128, 256, 512, 1024, 2048)
 POOLED_BLOCKS = 5
 OFFICIAL_STATE_KEYS = ("model",)
@@ -255,7 +256,10 @@ class LogMelFrontEnd(nn.Module):
 class Cnn14Config:
     """PANNs CNN14 settings; field names follow the official config (plus ``embedding_dim``).
 
-    The defaults are the 16 kHz model ``Cnn14_16k_mAP=0.438.pth``.
+    The defaults are the 16 kHz model ``Cnn14_16k_mAP=0.438.pth``. ``widths``
+    are the output channels of the six conv blocks (smaller ones give the small
+    taggers trained on a synthetic world); ``class_names`` names the
+    ``classes_num`` outputs (empty: AudioSet's 527, or unnamed).
     """
 
     sample_rate: int = 16000
@@ -266,6 +270,8 @@ class Cnn14Config:
     fmax: float = 8000.0
     classes_num: int = 527
     embedding_dim: int = 2048
+    widths: tuple[int, ...] = CONV_CHANNELS
+    class_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "window_size", "hop_size", "mel_bins", "classes_num"):
@@ -273,6 +279,30 @@ class Cnn14Config:
                 raise InvalidInputError(f"Cnn14Config.{name} must be positive")
         if self.embedding_dim < 1:
             raise InvalidInputError("Cnn14Config.embedding_dim must be positive")
+        widths = tuple(self.widths) if isinstance(self.widths, (tuple, list)) else ()
+        if len(widths) != len(CONV_CHANNELS) or not all(
+            isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths
+        ):
+            raise InvalidInputError(
+                f"Cnn14Config.widths must be {len(CONV_CHANNELS)} positive integers, "
+                f"got {self.widths!r}"
+            )
+        if not isinstance(self.class_names, (tuple, list)):
+            raise InvalidInputError("Cnn14Config.class_names must be a sequence of strings")
+        names = tuple(self.class_names)
+        if names:
+            if not all(isinstance(n, str) and n for n in names):
+                raise InvalidInputError("Cnn14Config.class_names must be non-empty strings")
+            if len(names) != self.classes_num:
+                raise InvalidInputError(
+                    f"Cnn14Config.class_names has {len(names)} names but classes_num is "
+                    f"{self.classes_num}"
+                )
+            if len(set(names)) != len(names):
+                raise InvalidInputError("Cnn14Config.class_names must be distinct")
+        # Lists (from JSON or callers) become tuples so the frozen config stays hashable.
+        object.__setattr__(self, "widths", widths)
+        object.__setattr__(self, "class_names", names)
         if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
             raise InvalidInputError(
                 f"Cnn14Config needs 0 <= fmin < fmax <= sample_rate / 2, got fmin {self.fmin}, "
@@ -323,8 +353,9 @@ class Cnn14(Component):
     """PANNs CNN14 (Kong et al., 2020): waveform [B, N] -> 2048-d embedding and 527 AudioSet logits.
 
     log-mel [B, 1, T, 64] -> BatchNorm over the mel bands -> six conv blocks
-    (64 ... 2048 channels; 2x2 average pooling in the first five) -> mean over
-    mel -> max + mean over time -> fc1 + ReLU (the embedding) -> fc_audioset.
+    (``config.widths`` channels, 64 ... 2048 by default; 2x2 average pooling in
+    the first five) -> mean over mel -> max + mean over time -> fc1 + ReLU (the
+    embedding) -> fc_audioset.
     """
 
     config_class: ClassVar[type] = Cnn14Config
@@ -336,10 +367,10 @@ class Cnn14(Component):
             config.sample_rate, config.window_size, config.mel_bins, config.fmin, config.fmax
         )
         self.bn0 = nn.BatchNorm2d(config.mel_bins)
-        widths = (1, *CONV_CHANNELS)
-        for index in range(len(CONV_CHANNELS)):
+        widths = (1, *config.widths)
+        for index in range(len(config.widths)):
             self.add_module(f"conv_block{index + 1}", ConvBlock(widths[index], widths[index + 1]))
-        self.fc1 = nn.Linear(CONV_CHANNELS[-1], config.embedding_dim, bias=True)
+        self.fc1 = nn.Linear(config.widths[-1], config.embedding_dim, bias=True)
         self.fc_audioset = nn.Linear(config.embedding_dim, config.classes_num, bias=True)
         self.reset_parameters()
 
@@ -356,7 +387,7 @@ class Cnn14(Component):
     @property
     def conv_blocks(self) -> list[ConvBlock]:
         """``conv_block1`` ... ``conv_block6`` in order."""
-        return [getattr(self, f"conv_block{i + 1}") for i in range(len(CONV_CHANNELS))]
+        return [getattr(self, f"conv_block{i + 1}") for i in range(len(self.config.widths))]
 
     def log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
         """Waveform [B, N] -> the network's log-mel input [B, 1, T, mel_bins] (float32)."""
@@ -368,15 +399,23 @@ class Cnn14(Component):
 
         N must be at least ``config.min_samples`` (4960 at 16 kHz, 0.31 s).
         """
-        x = self.log_mel(waveform).to(self.bn0.weight.dtype)  # [B, 1, T, M]
+        return self.forward_features(self.log_mel(waveform))
+
+    def forward_features(self, log_mel: torch.Tensor) -> Cnn14Output:
+        """Log-mel [B, 1, T, mel_bins] (from :meth:`log_mel`) -> :class:`Cnn14Output`.
+
+        The network after its front end, for callers that change the log-mel first
+        (training-time augmentation).
+        """
+        x = log_mel.to(self.bn0.weight.dtype)  # [B, 1, T, M]
         # BatchNorm over the mel bands: move mel to the channel axis and back.
         x = self.bn0(x.transpose(1, 3)).transpose(1, 3)  # [B, 1, T, M]
         for index, block in enumerate(self.conv_blocks):
             pool = (2, 2) if index < POOLED_BLOCKS else (1, 1)
             x = block(x, pool_size=pool)  # [B, C_i, T / 2^i, M / 2^i]
             x = F.dropout(x, p=0.2, training=self.training)
-        x = x.mean(dim=3)  # [B, 2048, T']
-        x = x.amax(dim=2) + x.mean(dim=2)  # [B, 2048]
+        x = x.mean(dim=3)  # [B, widths[-1], T']
+        x = x.amax(dim=2) + x.mean(dim=2)  # [B, widths[-1]]
         x = F.dropout(x, p=0.5, training=self.training)
         x = F.relu(self.fc1(x))  # [B, embedding_dim]
         embedding = F.dropout(x, p=0.5, training=self.training)

@@ -183,10 +183,26 @@ DIT_PRESETS: dict[str, DiTConfig] = {
         ada_sola_alpha=4,
         context_dim=32,
     ),
+    # The shipped offline default (docs/results.md): 14.8 M parameters over the 25 Hz x 32
+    # latents of the "oobleck-16k" VAE, text through the offline MiniLM (384-dim states).
+    "ezaudio-s": DiTConfig(
+        latent_channels=32,
+        embed_dim=256,
+        depth=8,
+        num_heads=4,
+        ada_sola_rank=16,
+        ada_sola_alpha=16,
+        context_dim=384,
+    ),
 }
 _L = DIT_PRESETS["ezaudio-l"]
+_S = DIT_PRESETS["ezaudio-s"]
+_NO_SOLA = {"ada_sola_rank": None, "ada_sola_alpha": None, "long_skip": False, "skip_norm": False}
 DIT_PRESETS.update(
     {
+        # Fig. 2 in miniature (docs/results.md): the baselines at the size of ezaudio-s.
+        "crossdit-s": dataclasses.replace(_S, time_fusion="ada", **_NO_SOLA),
+        "pixart-s": dataclasses.replace(_S, time_fusion="ada_single", **_NO_SOLA),
         # DiT-style cross-attention model with a full AdaLN-Zero in every block.
         "crossdit-l": dataclasses.replace(
             _L,
@@ -222,6 +238,11 @@ VAE_PRESETS: dict[str, VAEConfig] = {
     "oobleck-24k": VAEConfig(),
     "tiny": VAEConfig(
         sample_rate=16000, channels=16, c_mults=(1, 2, 4), strides=(2, 4, 5), latent_dim=8
+    ),
+    # The shipped offline default's VAE: 16 kHz, 640x down-sampling (25 latent frames per
+    # second), 32 latent channels, 2.8 M parameters.
+    "oobleck-16k": VAEConfig(
+        sample_rate=16000, channels=32, c_mults=(1, 2, 4, 8), strides=(2, 4, 8, 10), latent_dim=32
     ),
 }
 

@@ -107,3 +107,47 @@ def write_index(folder: str | os.PathLike[str], index: ModelIndex) -> Path:
 
     write_atomic(path, write)
     return path
+
+
+def pack_half_precision(
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    sampling: dict[str, Any] | None = None,
+    name: str | None = None,
+) -> Path:
+    """Copy a model folder with every floating weight stored as float16 (half the bytes).
+
+    The networks still load and run in float32 (or any dtype asked for); only storage is
+    halved. ``sampling`` replaces fields of the sampling defaults, ``name`` the model name.
+    Written into a temporary folder and renamed into place, so ``out`` is never half-written.
+    """
+    import shutil
+
+    import torch
+    from safetensors.torch import save_file
+
+    from ezaudio.nn.component import WEIGHTS_NAME, load_safetensors
+
+    source, out = Path(source), Path(out)
+    index = read_index(source)
+    if sampling:
+        index.sampling = config_from_dict(
+            SamplingDefaults, {**config_to_dict(index.sampling), **sampling}, "sampling"
+        )
+    if name is not None:
+        index.name = name
+    staging = out.with_name(f".{out.name}.tmp")
+    if staging.exists():
+        shutil.rmtree(staging)
+    shutil.copytree(source, staging)
+    for weights in staging.rglob(WEIGHTS_NAME):
+        state = {
+            key: value.to(torch.float16) if value.is_floating_point() else value
+            for key, value in load_safetensors(weights).items()
+        }
+        save_file({k: v.contiguous() for k, v in state.items()}, weights)
+    write_index(staging, index)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(staging, out)
+    return out

@@ -1,0 +1,658 @@
+"""Build the offline default model from an empty folder, with the project's own commands.
+
+    python scripts/world/build.py WORK                      # everything, resumable
+    python scripts/world/build.py WORK --ablations          # + Table I and Fig. 2 runs
+    python scripts/world/build.py WORK --scale smoke        # a minutes-long dry run on a CPU
+
+Steps (each one a project command; a finished step is skipped on a re-run, an unfinished
+training run continues from its last checkpoint):
+
+1. ``world``    ``ezaudio data synth`` -- the synthetic captioned world (docs/synth.md)
+2. ``vae``      ``ezaudio train-vae recipes/world/vae.yaml`` -- the 16 kHz waveform VAE
+3. ``tagger``   ``ezaudio eval-train tagger`` -- CNN14-style tagger (FD, KL, IS, adherence)
+4. ``clap``     ``ezaudio eval-train clap`` -- small CLAP (audio tower + MiniLM)
+5. ``latents``  ``ezaudio data encode`` -- latent caches of the clean and noisy manifests
+6. ``filter``   ``ezaudio data clap-filter`` -- noisy captions kept by the small CLAP
+7. ``stage1``   ``ezaudio train recipes/world/stage1.yaml`` -- masked pre-training, no text
+8. ``stage2``   ``... stage2.yaml`` -- text alignment on the CLAP-filtered noisy captions
+9. ``stage3``   ``... stage3.yaml`` -- fine-tuning on the clean captions
+10. ``package`` the EMA weights as a float16 model folder (``WORK/default_model``)
+
+With ``--ablations`` (docs/results.md): Table I rows (stage 2 without stage 1 and on
+unfiltered / differently filtered captions) and Fig. 2 runs (EzAudio-DiT, CrossDiT and
+PixArt-style AdaLN-single at equal size, trained from scratch on the clean captions with a
+checkpoint every ``fig2_every`` steps for the validation-loss curves of
+``scripts/world/val_loss.py``).
+
+``--budget-minutes STEP=MIN`` bounds a training step by wall time (for a lent GPU): when
+the time is up the run is stopped and exported from its last checkpoint; ``build.json``
+records the steps each run reached. Every command's output goes to ``WORK/logs/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPES = REPO / "recipes" / "world"
+DEFAULT_NAME = "ezaudio-s-world"
+# Sampling defaults of the shipped model: 25 DDIM steps keep 10 s of audio under 10 s on a
+# 2-core CPU; guidance and rescale from the Fig. 3 sweep (docs/results.md).
+DEFAULT_SAMPLING = {"steps": 25, "guidance_scale": 3.0, "guidance_rescale": 0.5, "seconds": 10.0}
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Sizes of one build: the world, the training steps and batches."""
+
+    clips: int = 4000
+    seconds: float = 10.0
+    vae_steps: int = 6000
+    vae_batch: int = 32
+    evaluator_steps: int | None = None  # None: the evaluators' own defaults
+    stage_steps: tuple[int, int, int] = (4000, 3000, 1500)
+    batch: int = 64
+    checkpoint_every: int = 250
+    fig2_steps: int = 2000
+    fig2_every: int = 250
+    filter_quantiles: tuple[float, ...] = (0.15, 0.3, 0.5)  # share of noisy pairs dropped
+    main_quantile: float = 0.3
+    workers: int = max(1, min(16, (os.cpu_count() or 1)))
+    extra: dict[str, list[str]] = field(default_factory=dict)
+
+
+SCALES = {
+    "full": Scale(),
+    "smoke": Scale(
+        clips=40,
+        seconds=4.0,
+        vae_steps=4,
+        vae_batch=4,
+        evaluator_steps=4,
+        stage_steps=(4, 4, 4),
+        batch=4,
+        checkpoint_every=2,
+        fig2_steps=4,
+        fig2_every=2,
+        workers=1,
+        extra={
+            "vae": [
+                "--set",
+                "loss.discriminator_start_step=2",
+                "--set",
+                "data.num_workers=0",
+                "--set",
+                "data.clip_seconds=0.5",
+                "--set",
+                "loss.disc_filters=4",
+            ],
+            "dit": ["--set", "data.num_workers=0"],
+        },
+    ),
+}
+
+
+class Build:
+    """One build folder: runs steps, skips finished ones, records what happened."""
+
+    def __init__(self, work: Path, scale: Scale, device: str, budgets: dict[str, float]):
+        self.work = work.resolve()
+        self.scale = scale
+        self.device = device
+        self.budgets = budgets
+        self.logs = self.work / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.record_path = self.work / "build.json"
+        self.record = json.loads(self.record_path.read_text()) if self.record_path.exists() else {}
+        self.record.setdefault("steps", {})
+        self.record["machine"] = machine()
+
+    # -- bookkeeping ----------------------------------------------------------------------
+    def done(self, step: str) -> bool:
+        return self.record["steps"].get(step, {}).get("done", False)
+
+    def mark(self, step: str, **info) -> None:
+        self.record["steps"][step] = {"done": True, **info}
+        self.save()
+
+    def save(self) -> None:
+        tmp = self.record_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.record, indent=2))
+        os.replace(tmp, self.record_path)
+
+    def path(self, *parts: str) -> Path:
+        return self.work.joinpath(*parts)
+
+    # -- running commands -----------------------------------------------------------------
+    def start(self, name: str, args: list[str]) -> subprocess.Popen:
+        """Start ``python -m ezaudio.cli ARGS`` in its own process group, logging to a file."""
+        log = open(self.logs / f"{name}.log", "a")
+        log.write(f"\n$ ezaudio {' '.join(args)}\n")
+        log.flush()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO / "src"), env.get("PYTHONPATH", "")) if p
+        )
+        return subprocess.Popen(
+            [sys.executable, "-m", "ezaudio.cli", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.work,
+            env=env,
+            start_new_session=True,
+        )
+
+    def run(self, name: str, args: list[str]) -> None:
+        """Run one command to its end; a failure stops the build with the log's last lines."""
+        self.wait({name: (self.start(name, args), None)})
+
+    def wait(self, jobs: dict[str, tuple[subprocess.Popen, float | None]]) -> dict[str, str]:
+        """Wait for every job; a job past its deadline (seconds since now) is stopped.
+
+        Returns name -> "finished" or "stopped"; raises if a job failed."""
+        started = time.monotonic()
+        outcome: dict[str, str] = {}
+        while len(outcome) < len(jobs):
+            for name, (process, budget) in jobs.items():
+                if name in outcome:
+                    continue
+                code = process.poll()
+                if code is None:
+                    if budget is not None and time.monotonic() - started > budget:
+                        os.killpg(process.pid, signal.SIGKILL)
+                        process.wait()
+                        outcome[name] = "stopped"
+                    continue
+                if code != 0:
+                    for other, (proc, _) in jobs.items():
+                        if other not in outcome and proc.poll() is None:
+                            os.killpg(proc.pid, signal.SIGKILL)
+                    tail = (self.logs / f"{name}.log").read_text().splitlines()[-15:]
+                    raise SystemExit(f"{name} failed (exit {code}):\n" + "\n".join(tail))
+                outcome[name] = "finished"
+            time.sleep(0.5)
+        return outcome
+
+    # -- training runs --------------------------------------------------------------------
+    def train_args(self, command: str, recipe: Path, sets: list[str], resume: bool) -> list[str]:
+        args = [command, str(recipe), "--quiet"]
+        for item in sets:
+            args += ["--set", item]
+        if resume:
+            args.append("--resume")
+        return args
+
+    def train_jobs(
+        self, runs: dict[str, tuple[str, Path, list[str], str]], carry_on: tuple[str, ...] = ()
+    ) -> None:
+        """Train several runs at once: name -> (command, recipe, overrides, budget key).
+
+        A run with a checkpoint continues from it. A budget (minutes) becomes the run's
+        ``run.max_minutes``: the trainer stops at the first step past it, checkpoints and
+        exports. A run that hangs 2 minutes past its budget is killed and exported from
+        its last checkpoint. Runs named in ``carry_on`` that stopped short of their steps
+        are not marked done: a later call goes on with them."""
+        todo = {name: spec for name, spec in runs.items() if not self.done(name)}
+        if not todo:
+            return
+        jobs = {}
+        for name, (command, recipe, sets, budget_key) in todo.items():
+            budget = self.budgets.get(budget_key)
+            if budget:
+                sets = [*sets, f"run.max_minutes={budget}"]
+                todo[name] = (command, recipe, sets, budget_key)
+            resume = any(self.path(name, "checkpoints").glob("step-*"))
+            args = self.train_args(command, recipe, self.run_sets(name, sets), resume)
+            jobs[name] = (self.start(name, args), budget * 60 + 120 if budget else None)
+        started = time.monotonic()
+        outcome = self.wait(jobs)
+        seconds = round(time.monotonic() - started, 1)
+        for name, how in outcome.items():
+            command, recipe, sets, _ = todo[name]
+            if how == "stopped":  # hung past its budget: export its last checkpoint
+                step = last_step(self.path(name, "checkpoints"))
+                if step is None:
+                    raise SystemExit(f"{name}: stopped by its time budget before a checkpoint")
+                sets = [*sets, f"optim.max_steps={step}"]
+                self.run(name, self.train_args(command, recipe, self.run_sets(name, sets), True))
+            steps = last_step(self.path(name, "checkpoints"))
+            if name in carry_on and steps is not None and steps < planned_steps(sets):
+                continue
+            self.mark(
+                name,
+                outcome=how,
+                steps=steps,
+                planned_steps=planned_steps(sets),
+                seconds=seconds,
+                recipe=str(recipe),
+                overrides=self.run_sets(name, sets),
+            )
+
+    def run_sets(self, name: str, sets: list[str]) -> list[str]:
+        return [f"run.output_dir={self.path(name)}", *sets]
+
+    # -- the steps ------------------------------------------------------------------------
+    def world(self) -> None:
+        if self.done("world"):
+            return
+        s = self.scale
+        summary = self.path("world", "world.json")
+        if summary.is_file():  # made beforehand (e.g. beside a GPU benchmark)
+            info = json.loads(summary.read_text())
+            if info.get("clips") == s.clips:
+                self.mark("world", clips=s.clips, seconds=s.seconds, made="beforehand")
+                return
+        self.run(
+            "world",
+            [
+                "data",
+                "synth",
+                str(self.path("world")),
+                "--clips",
+                str(s.clips),
+                "--seconds",
+                str(s.seconds),
+                "--workers",
+                str(s.workers),
+                "--quiet",
+            ],
+        )
+        self.mark("world", clips=s.clips, seconds=s.seconds)
+
+    def use_evaluators(self, folder: Path) -> None:
+        """Take a tagger and a small CLAP trained elsewhere on the same world."""
+        for kind in ("tagger", "clap"):
+            if not self.done(kind):
+                target = self.path("evaluators", kind)
+                if target.exists():
+                    shutil.rmtree(target)
+                shutil.copytree(folder / kind, target)
+                self.mark(kind, copied_from=str(folder / kind))
+
+    def use_filtered(self, folder: Path) -> dict[str, float]:
+        """Take CLAP-filtered manifests made elsewhere (``filter/`` of another build of the
+        same world: ``q*.jsonl`` with audio paths relative to the world folder)."""
+        record = json.loads((folder / "thresholds.json").read_text())
+        for name in record:
+            target = self.path("filter", f"{name}.jsonl")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            lines = (folder / f"{name}.jsonl").read_text().splitlines()
+            rows = [json.loads(line) for line in lines if line.strip()]
+            for row in rows:
+                row["audio"] = str(self.path("world", "audio", Path(row["audio"]).name))
+            target.write_text("".join(json.dumps(row) + "\n" for row in rows))
+            self.mark(f"filter/{name}", threshold=record[name], copied_from=str(folder))
+        self.mark("filter/score", copied_from=str(folder))
+        return record
+
+    def vae_and_evaluators(self, evaluators: bool = True) -> None:
+        """Train the VAE and (``evaluators``) the tagger and the small CLAP, side by side."""
+        s = self.scale
+        jobs = {}
+        if evaluators and (not self.done("tagger") or not self.done("clap")):
+            extra = ["--steps", str(s.evaluator_steps)] if s.evaluator_steps else []
+            for kind in ("tagger", "clap"):
+                if not self.done(kind):
+                    args = [
+                        "eval-train",
+                        kind,
+                        str(self.path("world")),
+                        "--out",
+                        str(self.path("evaluators", kind)),
+                        "--device",
+                        self.device,
+                        "--quiet",
+                        *extra,
+                    ]
+                    jobs[kind] = (self.start(kind, args), None)
+        vae_sets = [
+            f"data.manifest={self.path('world', 'train.jsonl')}",
+            f"optim.max_steps={s.vae_steps}",
+            f"optim.batch_size={s.vae_batch}",
+            f"run.checkpoint_every={s.checkpoint_every}",
+        ]
+        if not self.done("vae"):
+            self.train_jobs_with_extra(
+                {"vae": ("train-vae", RECIPES / "vae.yaml", vae_sets, "vae")}, "vae"
+            )
+        if jobs:
+            self.wait(jobs)
+            for kind in jobs:
+                self.mark(kind, report=str(self.path("evaluators", kind, "report.json")))
+
+    def train_jobs_with_extra(self, runs, kind: str, carry_on: tuple[str, ...] = ()) -> None:
+        extra = self.scale.extra.get(kind, [])
+        sets = [item for flag, item in zip(extra[::2], extra[1::2]) if flag == "--set"]
+        runs = {n: (c, r, [*o, *sets], b) for n, (c, r, o, b) in runs.items()}
+        self.train_jobs(runs, carry_on)
+
+    def latents(self, manifests: dict[str, Path]) -> None:
+        """Encode manifests into latent caches (``latents/NAME``), side by side."""
+        self.finish(self.start_latents(manifests))
+
+    def finish(self, jobs: dict[str, tuple[subprocess.Popen, float | None]]) -> None:
+        """Wait for jobs started earlier and mark them done."""
+        if jobs:
+            self.wait(jobs)
+            for key in jobs:
+                self.mark(key)
+
+    def start_latents(self, manifests: dict[str, Path]) -> dict:
+        """Start ``ezaudio data encode`` for each manifest not encoded yet."""
+        jobs = {}
+        for name, manifest in manifests.items():
+            key = f"latents/{name}"
+            if self.done(key):
+                continue
+            args = [
+                "data",
+                "encode",
+                str(manifest),
+                "--vae",
+                str(self.path("vae", "model")),
+                "--out",
+                str(self.path("latents", name)),
+                "--device",
+                self.device,
+                "--batch-size",
+                "32",
+                "--quiet",
+            ]
+            jobs[key] = (self.start(f"latents-{name}", args), None)
+        return jobs
+
+    def clap_filter(self, quantiles: tuple[float, ...]) -> dict[str, float]:
+        """Score the noisy train captions once; keep those above quantile thresholds."""
+        noisy = self.path("world", "train_noisy.jsonl")
+        scores = self.path("filter", "scores", "clap_scores.csv")
+        if not self.done("filter/score"):
+            self.run(
+                "filter",
+                [
+                    "data",
+                    "clap-filter",
+                    str(noisy),
+                    "--clap",
+                    str(self.path("evaluators", "clap")),
+                    "--threshold",
+                    "-1",
+                    "--out",
+                    str(self.path("filter", "all.jsonl")),
+                    "--report",
+                    str(self.path("filter", "scores")),
+                    "--device",
+                    self.device,
+                    "--quiet",
+                ],
+            )
+            self.mark("filter/score")
+        values = sorted(read_score_column(scores))
+        thresholds = {}
+        for q in quantiles:
+            threshold = values[min(len(values) - 1, int(q * len(values)))]
+            name = f"q{round(q * 100):02d}"
+            thresholds[name] = threshold
+            if not self.done(f"filter/{name}"):
+                self.run(
+                    "filter",
+                    [
+                        "data",
+                        "clap-filter",
+                        str(noisy),
+                        "--clap",
+                        str(self.path("evaluators", "clap")),
+                        "--threshold",
+                        f"{threshold:.6f}",
+                        "--scores",
+                        str(scores),
+                        "--out",
+                        str(self.path("filter", f"{name}.jsonl")),
+                        "--report",
+                        str(self.path("filter", f"report-{name}")),
+                        "--quiet",
+                    ],
+                )
+                self.mark(f"filter/{name}", quantile=q, threshold=threshold)
+        (self.path("filter", "thresholds.json")).write_text(json.dumps(thresholds, indent=1))
+        return thresholds
+
+    def dit_sets(self, stage: int, latents: str, steps: int, init: str | None) -> list[str]:
+        s = self.scale
+        sets = [
+            f"model.vae={self.path('vae', 'model')}",
+            f"data.latents={self.path('latents', latents)}",
+            f"optim.max_steps={steps}",
+            f"optim.batch_size={s.batch}",
+            f"run.checkpoint_every={s.checkpoint_every}",
+            f"model.init_from={init if init else 'null'}",
+        ]
+        if self.device != "cpu" and gpu_available():
+            sets.append("optim.mixed_precision=bf16")
+        return sets
+
+    def package(self) -> None:
+        """The stage-3 EMA weights as float16 safetensors: ``WORK/default_model``."""
+        from ezaudio.model_folder import pack_half_precision
+
+        out = self.path("default_model")
+        pack_half_precision(self.path("stage3", "model"), out, DEFAULT_SAMPLING, DEFAULT_NAME)
+        self.mark("package", folder=str(out), bytes=folder_bytes(out))
+
+
+def read_score_column(path: Path) -> list[float]:
+    with open(path, newline="") as handle:
+        return [float(row["score"]) for row in csv.DictReader(handle) if row.get("score")]
+
+
+def planned_steps(sets: list[str]) -> int | None:
+    """The last ``optim.max_steps=N`` of a list of overrides."""
+    values = [int(item.split("=", 1)[1]) for item in sets if item.startswith("optim.max_steps=")]
+    return values[-1] if values else None
+
+
+def last_step(checkpoints: Path) -> int | None:
+    steps = [int(p.name.split("-")[1]) for p in checkpoints.glob("step-*") if p.is_dir()]
+    return max(steps) if steps else None
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def gpu_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def machine() -> dict[str, str]:
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpus": str(os.cpu_count()),
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+def build(
+    work: Path,
+    scale: Scale,
+    device: str,
+    budgets: dict[str, float],
+    ablations: bool,
+    evaluators: Path | None = None,
+    filtered: Path | None = None,
+):
+    """Run every step of the build (see the module docstring). ``evaluators`` / ``filtered``:
+    a tagger + CLAP / CLAP-filtered manifests made elsewhere on the same world."""
+    b = Build(work, scale, device, budgets)
+    s = scale
+    b.world()
+    if evaluators is not None:
+        b.use_evaluators(evaluators)
+    # With filtered manifests from elsewhere the evaluators are not needed for the build.
+    b.vae_and_evaluators(evaluators=filtered is None)
+    world = b.path("world")
+    main = f"q{round(s.main_quantile * 100):02d}"
+    clean = {"clean": world / "all.jsonl"}
+    if filtered is not None:
+        thresholds = b.use_filtered(filtered)
+        b.latents(clean)
+    else:  # the clean latents are encoded while the small CLAP scores the noisy captions
+        pending = b.start_latents(clean)
+        thresholds = b.clap_filter(s.filter_quantiles if ablations else (s.main_quantile,))
+        b.finish(pending)
+    names = list(thresholds) if ablations else [main]
+    manifests = {f"noisy-{name}": b.path("filter", f"{name}.jsonl") for name in names}
+    if ablations:
+        manifests["noisy"] = world / "train_noisy.jsonl"
+    b.latents(manifests)
+    n1, n2, n3 = s.stage_steps
+    first = {
+        "stage1": ("train", RECIPES / "stage1.yaml", b.dit_sets(1, "clean", n1, None), "stage1")
+    }
+    if ablations:
+        # Table I: no masked pre-training, the same compute as stage 1 + stage 2.
+        first["table1-no-stage1"] = (
+            "train",
+            RECIPES / "stage2.yaml",
+            b.dit_sets(2, f"noisy-{main}", n1 + n2, None),
+            "stage1",
+        )
+        for preset in ("ezaudio-s", "crossdit-s", "pixart-s"):
+            sets = [
+                *b.dit_sets(2, "clean", s.fig2_steps, None),
+                f"model.dit_preset={preset}",
+                f"run.checkpoint_every={s.fig2_every}",
+                "run.keep_last=1000",
+            ]
+            first[f"fig2-{preset}"] = ("train", RECIPES / "stage2.yaml", sets, "stage1")
+    # The run without stage 1 goes on through the stage-2 window: the same wall time.
+    no_stage1 = ("table1-no-stage1",) if ablations else ()
+    b.train_jobs_with_extra(first, "dit", carry_on=no_stage1)
+    stage1 = str(b.path("stage1", "model"))
+    second = {
+        "stage2": (
+            "train",
+            RECIPES / "stage2.yaml",
+            b.dit_sets(2, f"noisy-{main}", n2, stage1),
+            "stage2",
+        ),
+    }
+    if ablations:
+        second["table1-no-stage1"] = (*first["table1-no-stage1"][:3], "stage2")
+        second["table1-unfiltered"] = (
+            "train",
+            RECIPES / "stage2.yaml",
+            b.dit_sets(2, "noisy", n2, stage1),
+            "stage2",
+        )
+        for name in thresholds:
+            if name != main:
+                second[f"table1-{name}"] = (
+                    "train",
+                    RECIPES / "stage2.yaml",
+                    b.dit_sets(2, f"noisy-{name}", n2, stage1),
+                    "stage2",
+                )
+    b.train_jobs_with_extra(second, "dit")
+    third = {
+        "stage3": (
+            "train",
+            RECIPES / "stage3.yaml",
+            b.dit_sets(3, "clean", n3, str(b.path("stage2", "model"))),
+            "stage3",
+        ),
+    }
+    b.train_jobs_with_extra(third, "dit")
+    if not b.done("package"):
+        b.package()
+    b.record["thresholds"] = thresholds
+    b.save()
+    return b.record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("work", type=Path, help="build folder (created; resumed if it exists)")
+    parser.add_argument("--scale", choices=sorted(SCALES), default="full")
+    parser.add_argument("--clips", type=int, help="override the number of world clips")
+    parser.add_argument("--batch", type=int, help="override the DiT batch size")
+    parser.add_argument("--vae-batch", type=int, help="override the VAE batch size")
+    parser.add_argument(
+        "--evaluator-steps", type=int, help="training steps of the tagger and the small CLAP"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--ablations", action="store_true", help="also Table I and Fig. 2 runs")
+    parser.add_argument(
+        "--budget-minutes",
+        action="append",
+        default=[],
+        metavar="STEP=MIN",
+        help="wall-time bound of a training step: vae, stage1, stage2, stage3",
+    )
+    parser.add_argument(
+        "--evaluators",
+        type=Path,
+        metavar="DIR",
+        help="use DIR/tagger and DIR/clap (trained elsewhere on the same world)",
+    )
+    parser.add_argument(
+        "--filtered",
+        type=Path,
+        metavar="DIR",
+        help="use the CLAP-filtered manifests of DIR (the filter/ folder of another build "
+        "of the same world) instead of filtering here",
+    )
+    parser.add_argument(
+        "--install",
+        type=Path,
+        metavar="FOLDER",
+        help="copy the packaged model here at the end (src/ezaudio/default_model ships it)",
+    )
+    args = parser.parse_args(argv)
+    scale = SCALES[args.scale]
+    from dataclasses import replace
+
+    for name in ("clips", "batch", "vae_batch", "evaluator_steps"):
+        if getattr(args, name):
+            scale = replace(scale, **{name: getattr(args, name)})
+    budgets = {}
+    for item in args.budget_minutes:
+        key, _, value = item.partition("=")
+        budgets[key] = float(value)
+    record = build(
+        args.work, scale, args.device, budgets, args.ablations, args.evaluators, args.filtered
+    )
+    if args.install:
+        if args.install.exists():
+            shutil.rmtree(args.install)
+        shutil.copytree(args.work / "default_model", args.install)
+    print(json.dumps(record["steps"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -769,37 +769,43 @@ Case = Callable[[Context], list[object]]
 
 BAD_INPUTS: dict[str, tuple[Case, tuple[str, ...]]] = {
     # durations
-    "seconds-zero": (lambda c: c.generate("--seconds", 0), ("seconds", "positive")),
-    "seconds-negative": (lambda c: c.generate("--seconds=-1"), ("seconds", "positive")),
-    "seconds-absurd": (lambda c: c.generate("--seconds", "1e9"), ("seconds", "at most")),
-    "seconds-nan": (lambda c: c.generate("--seconds", "nan"), ("seconds", "finite")),
-    "seconds-inf": (lambda c: c.generate("--seconds", "inf"), ("seconds", "finite")),
-    "seconds-minus-inf": (lambda c: c.generate("--seconds=-inf"), ("seconds", "finite")),
+    "seconds-zero": (lambda c: c.generate("--seconds", 0), ("--seconds", "positive")),
+    "seconds-negative": (lambda c: c.generate("--seconds=-1"), ("--seconds", "positive")),
+    "seconds-absurd": (lambda c: c.generate("--seconds", "1e9"), ("--seconds", "at most")),
+    "seconds-nan": (lambda c: c.generate("--seconds", "nan"), ("--seconds", "finite")),
+    "seconds-inf": (lambda c: c.generate("--seconds", "inf"), ("--seconds", "finite")),
+    "seconds-minus-inf": (lambda c: c.generate("--seconds=-inf"), ("--seconds", "finite")),
     # sampling options
-    "steps-zero": (lambda c: c.generate("--steps", 0), ("steps",)),
-    "steps-negative": (lambda c: c.generate("--steps=-3"), ("steps",)),
-    "guidance-negative": (lambda c: c.generate("--guidance-scale=-1"), ("guidance_scale",)),
-    "guidance-nan": (lambda c: c.generate("--guidance-scale", "nan"), ("guidance_scale", "finite")),
-    "guidance-inf": (lambda c: c.generate("--guidance-scale", "inf"), ("guidance_scale", "finite")),
-    "rescale-above-one": (lambda c: c.generate("--guidance-rescale", 1.5), ("guidance_rescale",)),
-    "rescale-negative": (lambda c: c.generate("--guidance-rescale=-0.1"), ("guidance_rescale",)),
+    "steps-zero": (lambda c: c.generate("--steps", 0), ("--steps",)),
+    "steps-negative": (lambda c: c.generate("--steps=-3"), ("--steps",)),
+    "guidance-negative": (lambda c: c.generate("--guidance-scale=-1"), ("--guidance-scale",)),
+    "guidance-nan": (
+        lambda c: c.generate("--guidance-scale", "nan"),
+        ("--guidance-scale", "finite"),
+    ),
+    "guidance-inf": (
+        lambda c: c.generate("--guidance-scale", "inf"),
+        ("--guidance-scale", "finite"),
+    ),
+    "rescale-above-one": (lambda c: c.generate("--guidance-rescale", 1.5), ("--guidance-rescale",)),
+    "rescale-negative": (lambda c: c.generate("--guidance-rescale=-0.1"), ("--guidance-rescale",)),
     "rescale-nan": (
         lambda c: c.generate("--guidance-rescale", "nan"),
-        ("guidance_rescale", "finite"),
+        ("--guidance-rescale", "finite"),
     ),
     "rescale-inf": (
         lambda c: c.generate("--guidance-rescale", "inf"),
-        ("guidance_rescale", "finite"),
+        ("--guidance-rescale", "finite"),
     ),
-    "eta-nan": (lambda c: c.generate("--eta", "nan"), ("eta", "finite")),
-    "eta-inf": (lambda c: c.generate("--eta", "inf"), ("eta", "finite")),
-    "eta-above-one": (lambda c: c.generate("--eta", 2), ("eta",)),
-    "seed-negative": (lambda c: c.generate("--seed=-1"), ("seed",)),
+    "eta-nan": (lambda c: c.generate("--eta", "nan"), ("--eta", "finite")),
+    "eta-inf": (lambda c: c.generate("--eta", "inf"), ("--eta", "finite")),
+    "eta-above-one": (lambda c: c.generate("--eta", 2), ("--eta",)),
+    "seed-negative": (lambda c: c.generate("--seed=-1"), ("--seed",)),
     "edit-guidance-nan": (
         lambda c: c.edit("--guidance-scale", "nan"),
-        ("guidance_scale", "finite"),
+        ("--guidance-scale", "finite"),
     ),
-    "edit-eta-inf": (lambda c: c.edit("--eta", "inf"), ("eta", "finite")),
+    "edit-eta-inf": (lambda c: c.edit("--eta", "inf"), ("--eta", "finite")),
     # edit inputs
     "edit-garbage": (lambda c: c.edit(source=c.garbage), ("garbage.wav", "cannot read audio")),
     "edit-empty-file": (lambda c: c.edit(source=c.empty), ("zero_bytes.wav", "empty")),
@@ -808,15 +814,18 @@ BAD_INPUTS: dict[str, tuple[Case, tuple[str, ...]]] = {
         lambda c: c.edit(source=c.inputs / "absent.wav"),
         ("absent.wav", "not found"),
     ),
-    "mask-start-negative": (lambda c: c.edit("--mask-start=-0.5"), ("mask_start", "negative")),
-    "mask-start-nan": (lambda c: c.edit("--mask-start", "nan"), ("mask_start", "finite")),
-    "mask-start-inf": (lambda c: c.edit("--mask-start", "inf"), ("mask_start", "finite")),
-    "mask-start-after-end": (lambda c: c.edit("--mask-start", 5), ("mask_start", "after the end")),
-    "mask-length-zero": (lambda c: c.edit("--mask-length", 0), ("mask_length", "positive")),
-    "mask-length-negative": (lambda c: c.edit("--mask-length=-1"), ("mask_length", "positive")),
-    "mask-length-nan": (lambda c: c.edit("--mask-length", "nan"), ("mask_length", "finite")),
-    "boundary-nan": (lambda c: c.edit("--boundary", "nan"), ("boundary", "finite")),
-    "boundary-negative": (lambda c: c.edit("--boundary=-1"), ("boundary", "negative")),
+    "mask-start-negative": (lambda c: c.edit("--mask-start=-0.5"), ("--mask-start", "negative")),
+    "mask-start-nan": (lambda c: c.edit("--mask-start", "nan"), ("--mask-start", "finite")),
+    "mask-start-inf": (lambda c: c.edit("--mask-start", "inf"), ("--mask-start", "finite")),
+    "mask-start-after-end": (
+        lambda c: c.edit("--mask-start", 5),
+        ("--mask-start", "after the end"),
+    ),
+    "mask-length-zero": (lambda c: c.edit("--mask-length", 0), ("--mask-length", "positive")),
+    "mask-length-negative": (lambda c: c.edit("--mask-length=-1"), ("--mask-length", "positive")),
+    "mask-length-nan": (lambda c: c.edit("--mask-length", "nan"), ("--mask-length", "finite")),
+    "boundary-nan": (lambda c: c.edit("--boundary", "nan"), ("--boundary", "finite")),
+    "boundary-negative": (lambda c: c.edit("--boundary=-1"), ("--boundary", "negative")),
     # models
     "model-missing": (
         lambda c: c.generate("--model", c.inputs / "absent_model"),
@@ -997,7 +1006,7 @@ def test_console_script(tmp_path: Path, tiny_model: Path, rate: int) -> None:
     assert failed.returncode == 1
     assert failed.stdout == ""
     assert "Traceback" not in failed.stderr
-    assert_one_line_error(failed.returncode, failed.stderr, "mask_start", "after the end")
+    assert_one_line_error(failed.returncode, failed.stderr, "--mask-start", "after the end")
     assert not output.exists()
 
 
@@ -1043,3 +1052,19 @@ def test_the_cli_starts_without_importing_torch() -> None:
     assert sorted(ezaudio.__all__) == sorted(set(ezaudio.__all__))
     for name in ezaudio.__all__:
         assert getattr(ezaudio, name) is not None
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["generate", "a dog", "-o", "x.wav", "--seconds", "-1"], "--seconds must be positive"),
+        (["generate", "a dog", "-o", "x.wav", "--guidance-scale", "-2"], "--guidance-scale must"),
+        (["data", "clap-filter", "m.jsonl", "--out", "f.jsonl", "--threshold", "3"],
+         "--threshold must be in [-1, 1]"),
+    ],
+)  # fmt: skip
+def test_errors_name_options_as_they_are_typed(argv, expected, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 1
+    said = capsys.readouterr().err.strip()
+    assert said.startswith(f"ezaudio: error: {expected}") and "\n" not in said

@@ -349,7 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = getattr(args, "handler", None) or COMMANDS[args.command]
         handler(args)
     except EzAudioError as error:
-        print(f"ezaudio: error: {_one_line(error)}", file=sys.stderr)
+        message = _as_flags(_one_line(error), _active_parser(parser, args))
+        print(f"ezaudio: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("ezaudio: interrupted", file=sys.stderr)
@@ -358,6 +359,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ezaudio: error: {_one_line(error)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _active_parser(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """The (sub)command parser that parsed ``args`` (``data encode``: the ``encode`` one)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            name = getattr(args, action.dest, None) if action.dest else None
+            if name in action.choices:
+                return _active_parser(action.choices[name], args)
+    return parser
+
+
+def _as_flags(message: str, parser: argparse.ArgumentParser) -> str:
+    """Name an option the way it was typed: ``mask_start must ...`` -> ``--mask-start must ...``
+    when the message starts with the field of one of the command's options."""
+    match = re.match(r"([a-z][a-z0-9_]*)[ :]", message)
+    if match:
+        flag = "--" + match.group(1).replace("_", "-")
+        if any(flag in action.option_strings for action in parser._actions):
+            return flag + message[len(match.group(1)) :]
+    return message
 
 
 def _one_line(error: BaseException) -> str:

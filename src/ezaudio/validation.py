@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,26 @@ def check_guidance_rescale(value: object) -> float:
     if not 0 <= rescale <= 1:
         raise InvalidInputError(f"guidance_rescale must be in [0, 1], got {rescale:g}")
     return rescale
+
+
+def check_grid(guidance_scales: Sequence[float], rescales: Sequence[float]) -> tuple[list, list]:
+    """Validated, de-duplicated (order kept) guidance scales and rescale factors."""
+    if not guidance_scales:
+        raise InvalidInputError("give at least one guidance scale")
+    if not rescales:
+        raise InvalidInputError("give at least one rescale factor")
+    scales = _each("guidance_scales", "guidance_scale", check_guidance_scale, guidance_scales)
+    factors = _each("rescales", "guidance_rescale", check_guidance_rescale, rescales)
+    return scales, factors
+
+
+def _each(name: str, field: str, check: Callable[[object], float], values: Sequence[float]) -> list:
+    """``check`` every value, de-duplicated in order; an error names the list ``name``."""
+    try:
+        return list(dict.fromkeys(check(value) for value in values))
+    except InvalidInputError as error:
+        detail = str(error).replace(field, "every value", 1)
+        raise InvalidInputError(f"{name}: {detail}") from None
 
 
 def check_eta(value: object) -> float:

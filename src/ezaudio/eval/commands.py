@@ -24,6 +24,7 @@ from ezaudio.errors import CheckpointError, InvalidInputError
 from ezaudio.validation import (
     LIMITS,
     check_eta,
+    check_grid,
     check_guidance_rescale,
     check_guidance_scale,
     check_seconds,
@@ -223,10 +224,7 @@ def _check_numbers(args: argparse.Namespace, sweep: bool) -> None:
                 raise InvalidInputError(
                     f"{flag} does not go with evaluate sweep; use --guidance-scales / --rescales"
                 )
-        for value in args.guidance_scales or ():
-            check_guidance_scale(value)
-        for value in args.rescales or ():
-            check_guidance_rescale(value)
+        check_grid(args.guidance_scales or [0.0], args.rescales or [0.0])
     else:
         for flag, value in (("--guidance-scales", args.guidance_scales),
                             ("--rescales", args.rescales)):  # fmt: skip

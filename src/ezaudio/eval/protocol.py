@@ -73,6 +73,7 @@ from ezaudio.nn.component import write_atomic
 from ezaudio.validation import (
     LIMITS,
     check_eta,
+    check_grid,
     check_guidance_rescale,
     check_guidance_scale,
     check_seconds,
@@ -827,17 +828,6 @@ def evaluate_model(
 def cell_name(guidance_scale: float, rescale: float) -> str:
     """Folder of one sweep cell, e.g. ``cfg5_rescale0.75``."""
     return f"cfg{guidance_scale:g}_rescale{rescale:g}"
-
-
-def check_grid(guidance_scales: Sequence[float], rescales: Sequence[float]) -> tuple[list, list]:
-    """Validated, de-duplicated (order kept) guidance scales and rescale factors."""
-    if not guidance_scales:
-        raise InvalidInputError("give at least one guidance scale")
-    if not rescales:
-        raise InvalidInputError("give at least one rescale factor")
-    scales = list(dict.fromkeys(check_guidance_scale(w) for w in guidance_scales))
-    factors = list(dict.fromkeys(check_guidance_rescale(phi) for phi in rescales))
-    return scales, factors
 
 
 def plot_sweep(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Path:

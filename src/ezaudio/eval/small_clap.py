@@ -38,20 +38,15 @@ from ezaudio.eval.tagger import (
     TrainResult,
     TrainSettings,
     WorldSplit,
-    augment_waveforms,
     autocast,
-    batch_order,
     batch_waveforms,
     check_out_folder,
-    device_generator,
     load_split,
-    lowpass_log_mel,
-    lr_at,
     machine_info,
-    mel_centres_hz,
     publish_folder,
     read_jsonl,
     resolve_training_device,
+    train_loop,
     write_json,
 )
 from ezaudio.nn.component import CONFIG_NAME, Component, read_json
@@ -471,7 +466,6 @@ def train_clap(
     ``out``: write the folder (``config.json``, ``model.safetensors``, ``report.json``)
     atomically at the end; it must not exist yet or be empty.
     """
-    from tqdm.auto import tqdm
 
     settings = settings or TrainSettings()
     if out is not None:
@@ -499,49 +493,17 @@ def train_clap(
         )
     text_features = pooled_text(encoder, [row["caption"] for row in train.rows])  # [N, 384]
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings.seed)
-        model = SmallClap(config).to(device)
-        generator = torch.Generator().manual_seed(settings.seed + 1)
-        noise_generator = device_generator(device, settings.seed + 2)
-        audio = torch.from_numpy(train.audio).to(device)  # [N, S] int16
-        centres = mel_centres_hz(model.audio.config).to(device)  # [M]
-        optimiser = torch.optim.AdamW(
-            [p for p in model.parameters() if p.requires_grad],
-            lr=settings.lr, weight_decay=settings.weight_decay,
-        )  # fmt: skip
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        losses: list[float] = []
-        model.train()
-        train_started = time.perf_counter()
-        bar = tqdm(total=steps, desc="small CLAP", unit="step", disable=not settings.progress)
-        pending: list[torch.Tensor] = []
-        for step, index in enumerate(batch_order(len(train), batch_size, steps, generator)):
-            for group in optimiser.param_groups:
-                group["lr"] = lr_at(step, steps, settings.lr, settings.warmup)
-            wave = batch_waveforms(audio, index, device)  # [B, S]
-            # No time shift: captions describe the order of events.
-            wave = augment_waveforms(wave, generator, shift=False, noise_generator=noise_generator)
-            with torch.no_grad():
-                log_mel = lowpass_log_mel(model.audio.log_mel(wave), centres, generator)
-            with autocast(device):
-                audio_rows = model.embed_log_mel(log_mel)  # [B, D]
-                text_rows = model.embed_text(text_features[index.to(device)])  # [B, D]
-            loss = info_nce(audio_rows, text_rows, model.scale())
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            pending.append(loss.detach())
-            if len(pending) == 25 or step == steps - 1:
-                losses.extend(torch.stack(pending).float().cpu().tolist())
-                pending.clear()
-                bar.set_postfix(loss=f"{losses[-1]:.4f}")
-            bar.update()
-        bar.close()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        train_seconds = time.perf_counter() - train_started
+    def batch_loss(model: SmallClap, log_mel: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        with autocast(device):
+            audio_rows = model.embed_log_mel(log_mel)  # [B, D]
+            text_rows = model.embed_text(text_features[index.to(device)])  # [B, D]
+        return info_nce(audio_rows, text_rows, model.scale())
+
+    # No time shift in the augmentation: captions describe the order of events.
+    model, losses, train_seconds = train_loop(
+        lambda: SmallClap(config), train, settings, steps, batch_size, device, "small CLAP",
+        log_mel=lambda model, wave: model.audio.log_mel(wave), loss=batch_loss, shift=False,
+    )  # fmt: skip
     evaluation = clap_report(model, encoder, Path(world), test, train, device)
     report = {
         "kind": "small-clap",

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
 
 from ezaudio.errors import AudioFileError, InvalidInputError
 from ezaudio.eval.panns import AMIN, Cnn14, Cnn14Config, hz_to_mel_slaney, mel_to_hz_slaney
@@ -529,6 +531,68 @@ def tagger_config(
     return Cnn14Config(**options)
 
 
+def train_loop(
+    build: Callable[[], nn.Module],
+    train: WorldSplit,
+    settings: TrainSettings,
+    steps: int,
+    batch_size: int,
+    device: torch.device,
+    desc: str,
+    log_mel: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+    loss: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+    shift: bool,
+) -> tuple[nn.Module, list[float], float]:
+    """The training loop of both small evaluators: seeded model and batches, augmented
+    waveforms -> log-mel (randomly low-passed) -> ``loss(model, log_mel, index)``, AdamW
+    with warm-up and cosine decay. Returns the model, the per-step losses and seconds."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        model = build().to(device)
+        generator = torch.Generator().manual_seed(settings.seed + 1)
+        noise_generator = device_generator(device, settings.seed + 2)
+        audio = torch.from_numpy(train.audio).to(device)  # [N, S] int16
+        centres = mel_centres_hz(model_front_end_config(model)).to(device)  # [M]
+        optimiser = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad],
+            lr=settings.lr, weight_decay=settings.weight_decay,
+        )  # fmt: skip
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        losses: list[float] = []
+        model.train()
+        started = time.perf_counter()
+        bar = tqdm(total=steps, desc=desc, unit="step", disable=not settings.progress)
+        pending: list[torch.Tensor] = []
+        for step, index in enumerate(batch_order(len(train), batch_size, steps, generator)):
+            for group in optimiser.param_groups:
+                group["lr"] = lr_at(step, steps, settings.lr, settings.warmup)
+            wave = batch_waveforms(audio, index, device)  # [B, S]
+            wave = augment_waveforms(wave, generator, shift=shift, noise_generator=noise_generator)
+            with torch.no_grad():
+                features = lowpass_log_mel(log_mel(model, wave), centres, generator)
+            value = loss(model, features, index)
+            optimiser.zero_grad(set_to_none=True)
+            value.backward()
+            optimiser.step()
+            pending.append(value.detach())
+            if len(pending) == 25 or step == steps - 1:
+                losses.extend(torch.stack(pending).float().cpu().tolist())
+                pending.clear()
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            bar.update()
+        bar.close()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    return model, losses, time.perf_counter() - started
+
+
+def model_front_end_config(model: nn.Module) -> Cnn14Config:
+    """The log-mel settings of a tagger (its config) or a small CLAP (its audio tower's)."""
+    audio = getattr(model, "audio", model)
+    return audio.config
+
+
 def train_tagger(
     world: str | os.PathLike[str],
     out: str | os.PathLike[str] | None = None,
@@ -541,7 +605,6 @@ def train_tagger(
     the folder (``config.json``, ``model.safetensors``, ``report.json``) atomically at the
     end; it must not exist yet or be empty.
     """
-    from tqdm.auto import tqdm
 
     settings = settings or TrainSettings()
     if out is not None:
@@ -559,48 +622,15 @@ def train_tagger(
         )
     targets = torch.from_numpy(label_matrix(train.records, names)).to(device)  # [N, C]
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings.seed)
-        model = Cnn14(config).to(device)
-        generator = torch.Generator().manual_seed(settings.seed + 1)
-        noise_generator = device_generator(device, settings.seed + 2)
-        audio = torch.from_numpy(train.audio).to(device)  # [N, S] int16
-        centres = mel_centres_hz(config).to(device)  # [M]
-        optimiser = torch.optim.AdamW(
-            [p for p in model.parameters() if p.requires_grad],
-            lr=settings.lr, weight_decay=settings.weight_decay,
-        )  # fmt: skip
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        losses: list[float] = []
-        model.train()
-        train_started = time.perf_counter()
-        bar = tqdm(total=steps, desc="tagger", unit="step", disable=not settings.progress)
-        pending: list[torch.Tensor] = []
-        for step, index in enumerate(batch_order(len(train), batch_size, steps, generator)):
-            for group in optimiser.param_groups:
-                group["lr"] = lr_at(step, steps, settings.lr, settings.warmup)
-            wave = batch_waveforms(audio, index, device)  # [B, S]
-            wave = augment_waveforms(wave, generator, noise_generator=noise_generator)
-            with torch.no_grad():
-                log_mel = model.log_mel(wave)  # [B, 1, T, M] float32
-                log_mel = lowpass_log_mel(log_mel, centres, generator)
-            with autocast(device):
-                logits = model.forward_features(log_mel).logits  # [B, C]
-            loss = F.binary_cross_entropy_with_logits(logits.float(), targets[index.to(device)])
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            pending.append(loss.detach())
-            if len(pending) == 25 or step == steps - 1:
-                losses.extend(torch.stack(pending).float().cpu().tolist())
-                pending.clear()
-                bar.set_postfix(loss=f"{losses[-1]:.4f}")
-            bar.update()
-        bar.close()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        train_seconds = time.perf_counter() - train_started
+    def batch_loss(model: Cnn14, log_mel: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        with autocast(device):
+            logits = model.forward_features(log_mel).logits  # [B, C]
+        return F.binary_cross_entropy_with_logits(logits.float(), targets[index.to(device)])
+
+    model, losses, train_seconds = train_loop(
+        lambda: Cnn14(config), train, settings, steps, batch_size, device, "tagger",
+        log_mel=lambda model, wave: model.log_mel(wave), loss=batch_loss, shift=True,
+    )  # fmt: skip
     model.eval()
     test_targets = label_matrix(test.records, names)
     probabilities = tag_probabilities(model, test.waveforms(), test.sample_rate, batch_size=32)

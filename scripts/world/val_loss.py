@@ -67,15 +67,38 @@ def validation_losses(
     return rows
 
 
+def plot_curves(result: dict[str, list[dict]], path: Path) -> Path:
+    """Validation loss against steps, one line per run (matplotlib, Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for name, rows in result.items():
+        axes.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker=".", label=name)
+    axes.set_xlabel("training step")
+    axes.set_ylabel("validation loss (masked v-prediction MSE)")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="training run folders")
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     parser.add_argument("--batches", type=int, default=4, help="validation batches per point")
     parser.add_argument("--split", default="valid")
+    parser.add_argument("--plot", type=Path, help="also draw the curves into this PNG")
     args = parser.parse_args(argv)
     result = {run.name: validation_losses(run, args.split, args.batches) for run in args.runs}
     args.out.write_text(json.dumps(result, indent=2))
+    if args.plot:
+        plot_curves(result, args.plot)
     for name, rows in result.items():
         print(name, " ".join(f"{r['step']}:{r['loss']:.4f}" for r in rows))
     return 0

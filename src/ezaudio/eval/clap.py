@@ -208,16 +208,7 @@ class ClapScorer:
         self, waveforms: list[np.ndarray], sample_rate: int, texts: list[str]
     ) -> np.ndarray:
         """Cosine similarity [N] (float64) of clip i and text i."""
-        items = _check_texts(texts)
-        clips = _check_waveforms(waveforms)
-        if len(items) != len(clips):
-            raise InvalidInputError(
-                f"score_pairs needs one text per clip, got {len(clips)} clips and "
-                f"{len(items)} texts"
-            )
-        audio = self.audio_embeddings(clips, sample_rate).astype(np.float64)
-        text = self.text_embeddings(items).astype(np.float64)
-        return (audio * text).sum(axis=1)
+        return pair_scores(self, waveforms, sample_rate, texts)
 
     # -- loading ------------------------------------------------------------------------
 
@@ -295,6 +286,22 @@ class ClapScorer:
 
 
 # -- helpers ----------------------------------------------------------------------------
+
+
+def pair_scores(
+    scorer: Any, waveforms: list[np.ndarray], sample_rate: int, texts: list[str]
+) -> np.ndarray:
+    """Cosine similarity [N] (float64) of clip i and text i under any scorer with
+    ``audio_embeddings`` and ``text_embeddings`` (unit rows)."""
+    items = _check_texts(texts)
+    clips = _check_waveforms(waveforms)
+    if len(items) != len(clips):
+        raise InvalidInputError(
+            f"score_pairs needs one text per clip, got {len(clips)} clips and {len(items)} texts"
+        )
+    audio = scorer.audio_embeddings(clips, sample_rate).astype(np.float64)
+    text = scorer.text_embeddings(items).astype(np.float64)
+    return (audio * text).sum(axis=1)
 
 
 def _looks_like_path(name: str) -> bool:

@@ -304,18 +304,9 @@ class SmallClapScorer:
         self, waveforms: list[np.ndarray], sample_rate: int, texts: list[str]
     ) -> np.ndarray:
         """Cosine similarity [N] (float64) of clip i and text i."""
-        from ezaudio.eval.clap import _check_texts, _check_waveforms
+        from ezaudio.eval.clap import pair_scores
 
-        items = _check_texts(texts)
-        clips = _check_waveforms(waveforms)
-        if len(items) != len(clips):
-            raise InvalidInputError(
-                f"score_pairs needs one text per clip, got {len(clips)} clips and "
-                f"{len(items)} texts"
-            )
-        audio = self.audio_embeddings(clips, sample_rate).astype(np.float64)
-        text = self.text_embeddings(items).astype(np.float64)
-        return (audio * text).sum(axis=1)
+        return pair_scores(self, waveforms, sample_rate, texts)
 
     @classmethod
     def from_pretrained(

@@ -9,7 +9,8 @@
 # WORLD: a world from `ezaudio data synth`; VAE: a VAE folder (default: a randomly
 # initialised oobleck-16k, i.e. a fixed random encoder: the comparison is then between
 # denoisers on the same latent data, not on a trained VAE's latents). 800 train and 128
-# validation clips, cut to 4 s; 400 steps of batch 16 per model.
+# validation clips, cut to 4 s; STEPS (default 400; docs/results.md used 1500) steps of
+# batch 16 per model.
 set -eu
 WORLD=$(realpath "$1")
 WORK=$2

@@ -250,3 +250,15 @@ def stop_for_time(trainer: Any, started: float) -> Path | None:
         f"{trainer.step}; --resume goes on"
     )
     return folder
+
+
+def trainer_batches(trainer: Any) -> Iterator[dict[str, Any] | None]:
+    """A trainer's batches from its data position on (seeded, sharded by rank); ``trainer``
+    has ``dataset``, ``position``, ``recipe`` and ``accelerator``."""
+    from ezaudio.data.dataset import collate_skipping
+
+    acc, recipe = trainer.accelerator, trainer.recipe
+    return batch_stream(
+        trainer.dataset, trainer.position, recipe.optim.batch_size, recipe.run.seed,
+        acc.process_index, acc.num_processes, recipe.data.num_workers, collate_skipping,
+    )  # fmt: skip

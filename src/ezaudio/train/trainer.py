@@ -33,7 +33,6 @@ from ezaudio.train.ema import EMA
 from ezaudio.train.engine_utils import (
     DataPosition,
     append_jsonl,
-    batch_stream,
     check_ranks_in_sync,
     full_tensors,
     is_fsdp,
@@ -42,6 +41,7 @@ from ezaudio.train.engine_utils import (
     register_block_methods,
     stop_for_time,
     tensorboard_writer,
+    trainer_batches,
     truncate_jsonl,
 )
 from ezaudio.train.recipe import Recipe, recipe_to_dict
@@ -290,13 +290,7 @@ class DiTTrainer:
 
     def _batches(self):
         """This process's batches from the current data position on (seeded, sharded)."""
-        from ezaudio.data.dataset import collate_skipping
-
-        acc, recipe = self.accelerator, self.recipe
-        return batch_stream(
-            self.dataset, self.position, recipe.optim.batch_size, recipe.run.seed,
-            acc.process_index, acc.num_processes, recipe.data.num_workers, collate_skipping,
-        )  # fmt: skip
+        return trainer_batches(self)
 
     def _silent_batch(self) -> dict[str, Any]:
         """A batch of silence with no valid frame: its loss is 0 but it runs like any other."""

@@ -42,12 +42,12 @@ from ezaudio.train.ema import EMA
 from ezaudio.train.engine_utils import (
     DataPosition,
     append_jsonl,
-    batch_stream,
     check_ranks_in_sync,
     make_accelerator,
     process_generator,
     stop_for_time,
     tensorboard_writer,
+    trainer_batches,
     truncate_jsonl,
 )
 from ezaudio.train.vae_losses import (
@@ -299,13 +299,8 @@ class VAETrainer:
 
     # ------------------------------------------------------------- data
     def _batches(self):
-        from ezaudio.data.dataset import collate_skipping
-
-        acc, recipe = self.accelerator, self.recipe
-        return batch_stream(
-            self.dataset, self.position, recipe.optim.batch_size, recipe.run.seed,
-            acc.process_index, acc.num_processes, recipe.data.num_workers, collate_skipping,
-        )  # fmt: skip
+        """This process's batches from the current data position on (seeded, sharded)."""
+        return trainer_batches(self)
 
     def _audio(self, batch: dict[str, Any] | None) -> tuple[torch.Tensor, float]:
         """A micro-batch's audio [B, 1, N] on the device and its loss weight.

@@ -3,6 +3,9 @@
     python scripts/world/build.py WORK                      # everything, resumable
     python scripts/world/build.py WORK --ablations          # + Table I and Fig. 2 runs
     python scripts/world/build.py WORK --scale smoke        # a minutes-long dry run on a CPU
+    python scripts/world/build.py WORK --scale cpu --budget-minutes vae=150
+        # no GPU: run again in each session; the build goes past the VAE once it has
+        # trained its 12000 steps (docs/results.md, the CPU attempt)
 
 Steps (each one a project command; a finished step is skipped on a re-run, an unfinished
 training run continues from its last checkpoint):
@@ -70,6 +73,9 @@ class Scale:
     main_quantile: float = 0.3
     workers: int = max(1, min(16, (os.cpu_count() or 1)))
     extra: dict[str, list[str]] = field(default_factory=dict)
+    tagger_widths: tuple[int, ...] | None = None  # None: the tagger's default widths
+    side_by_side_threads: int | None = None  # torch threads of each of the VAE and evaluators
+    vae_must_finish: bool = False  # a VAE stopped by its budget: stop the build, resume later
 
 
 SCALES = {
@@ -98,6 +104,42 @@ SCALES = {
                 "loss.disc_filters=4",
             ],
             "dit": ["--set", "data.num_workers=0"],
+        },
+    ),
+    # The default model on a 2-core CPU over several sessions (docs/results.md): a narrow
+    # VAE trained on reconstruction losses only (the STFT discriminator costs ~5x the VAE
+    # step on a CPU) that must reach its steps before the build goes on (a budget-stopped
+    # run continues on the next call), a narrow tagger, one torch thread each while they
+    # train side by side; a 192-wide 4-block EzAudio-DiT on batches of 16 full 10 s clips.
+    "cpu": Scale(
+        clips=2000,
+        vae_steps=12000,
+        vae_batch=16,
+        evaluator_steps=1000,
+        stage_steps=(1500, 1500, 1000),
+        batch=16,
+        checkpoint_every=100,
+        workers=2,
+        tagger_widths=(16, 32, 64, 64, 128, 128),
+        side_by_side_threads=1,
+        vae_must_finish=True,
+        extra={
+            "vae": [
+                "--set",
+                "model.vae_overrides={channels: 16}",
+                "--set",
+                "loss.discriminator_start_step=1000000000",
+                "--set",
+                "data.clip_seconds=0.5",
+                "--set",
+                "data.num_workers=0",
+            ],
+            "dit": [
+                "--set",
+                "model.dit_overrides={embed_dim: 192, depth: 4}",
+                "--set",
+                "data.num_workers=0",
+            ],
         },
     ),
 }
@@ -135,12 +177,15 @@ class Build:
         return self.work.joinpath(*parts)
 
     # -- running commands -----------------------------------------------------------------
-    def start(self, name: str, args: list[str]) -> subprocess.Popen:
-        """Start ``python -m ezaudio.cli ARGS`` in its own process group, logging to a file."""
+    def start(self, name: str, args: list[str], threads: int | None = None) -> subprocess.Popen:
+        """Start ``python -m ezaudio.cli ARGS`` in its own process group, logging to a file
+        (``threads``: its torch threads, for jobs that share a small CPU)."""
         log = open(self.logs / f"{name}.log", "a")
         log.write(f"\n$ ezaudio {' '.join(args)}\n")
         log.flush()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if threads:
+            env["OMP_NUM_THREADS"] = str(threads)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(REPO / "src"), env.get("PYTHONPATH", "")) if p
         )
@@ -194,7 +239,10 @@ class Build:
         return args
 
     def train_jobs(
-        self, runs: dict[str, tuple[str, Path, list[str], str]], carry_on: tuple[str, ...] = ()
+        self,
+        runs: dict[str, tuple[str, Path, list[str], str]],
+        carry_on: tuple[str, ...] = (),
+        threads: int | None = None,
     ) -> None:
         """Train several runs at once: name -> (command, recipe, overrides, budget key).
 
@@ -214,7 +262,10 @@ class Build:
                 todo[name] = (command, recipe, sets, budget_key)
             resume = any(self.path(name, "checkpoints").glob("step-*"))
             args = self.train_args(command, recipe, self.run_sets(name, sets), resume)
-            jobs[name] = (self.start(name, args), budget * 60 + 120 if budget else None)
+            jobs[name] = (
+                self.start(name, args, threads),
+                budget * 60 + 120 if budget else None,
+            )
         started = time.monotonic()
         outcome = self.wait(jobs)
         seconds = round(time.monotonic() - started, 1)
@@ -300,7 +351,9 @@ class Build:
         """Train the VAE and (``evaluators``) the tagger and the small CLAP, side by side."""
         s = self.scale
         jobs = {}
+        threads = None
         if evaluators and (not self.done("tagger") or not self.done("clap")):
+            threads = s.side_by_side_threads
             extra = ["--steps", str(s.evaluator_steps)] if s.evaluator_steps else []
             for kind in ("tagger", "clap"):
                 if not self.done(kind):
@@ -315,7 +368,9 @@ class Build:
                         "--quiet",
                         *extra,
                     ]
-                    jobs[kind] = (self.start(kind, args), None)
+                    if kind == "tagger" and s.tagger_widths:
+                        args += ["--widths", ",".join(map(str, s.tagger_widths))]
+                    jobs[kind] = (self.start(kind, args, threads), None)
         vae_sets = [
             f"data.manifest={self.path('world', 'train.jsonl')}",
             f"optim.max_steps={s.vae_steps}",
@@ -324,18 +379,29 @@ class Build:
         ]
         if not self.done("vae"):
             self.train_jobs_with_extra(
-                {"vae": ("train-vae", RECIPES / "vae.yaml", vae_sets, "vae")}, "vae"
+                {"vae": ("train-vae", RECIPES / "vae.yaml", vae_sets, "vae")},
+                "vae",
+                carry_on=("vae",) if s.vae_must_finish else (),
+                threads=threads,
             )
         if jobs:
             self.wait(jobs)
             for kind in jobs:
                 self.mark(kind, report=str(self.path("evaluators", kind, "report.json")))
+        if not self.done("vae"):
+            step = last_step(self.path("vae", "checkpoints"))
+            raise SystemExit(
+                f"vae: stopped by its time budget at step {step} of {s.vae_steps}; "
+                "run the same command again to go on"
+            )
 
-    def train_jobs_with_extra(self, runs, kind: str, carry_on: tuple[str, ...] = ()) -> None:
+    def train_jobs_with_extra(
+        self, runs, kind: str, carry_on: tuple[str, ...] = (), threads: int | None = None
+    ) -> None:
         extra = self.scale.extra.get(kind, [])
         sets = [item for flag, item in zip(extra[::2], extra[1::2]) if flag == "--set"]
         runs = {n: (c, r, [*o, *sets], b) for n, (c, r, o, b) in runs.items()}
-        self.train_jobs(runs, carry_on)
+        self.train_jobs(runs, carry_on, threads)
 
     def latents(self, manifests: dict[str, Path]) -> None:
         """Encode manifests into latent caches (``latents/NAME``), side by side."""

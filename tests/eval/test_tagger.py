@@ -182,3 +182,18 @@ def test_cli_trains_and_reports(world: Path, tmp_path: Path, capsys) -> None:
     assert "already exists" in capsys.readouterr().err
     assert main(["eval-train", "tagger", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_widths_choose_the_conv_blocks(world: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "narrow"
+    args = ["eval-train", "tagger", str(world), "--out", str(out), "--steps", "1",
+            "--batch-size", "2", "--max-clips", "4", "--device", "cpu", "--quiet"]  # fmt: skip
+    assert main([*args, "--widths", "4,4,8,8,8,16"]) == 0
+    assert Cnn14.from_pretrained(out).config.widths == (4, 4, 8, 8, 8, 16)
+    assert json.loads((out / "report.json").read_text())["config"]["widths"] == [4, 4, 8, 8, 8, 16]
+    for bad in ("4,4,8", "4,4,8,8,8,x", "4,4,8,8,8,0"):
+        capsys.readouterr()
+        assert main([*args[:4], str(tmp_path / "bad"), *args[5:], "--widths", bad]) != 0
+        err = capsys.readouterr().err
+        assert "--widths must be six positive integers" in err and "Traceback" not in err
+        assert not (tmp_path / "bad").exists()

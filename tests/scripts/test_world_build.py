@@ -52,3 +52,45 @@ def test_the_smoke_build_trains_every_step_and_packs_a_float16_model(tmp_path: P
     # A second call finds every step done and trains nothing.
     again = build.build(work, scale, "cpu", {}, ablations=True)
     assert again["steps"]["stage1"] == steps["stage1"]
+
+
+def test_the_cpu_scale_stops_the_build_while_its_vae_is_unfinished(tmp_path: Path, monkeypatch):
+    build = load("build")
+    scale = build.SCALES["cpu"]
+    assert scale.vae_must_finish and scale.side_by_side_threads == 1
+    b = build.Build(tmp_path / "work", scale, "cpu", {"vae": 30.0})
+    b.mark("tagger")
+    b.mark("clap")
+    calls = []
+
+    def budget_stopped(runs, carry_on=(), threads=None):  # the trainer stopped at step 500
+        calls.append((sorted(runs), carry_on, threads))
+        (tmp_path / "work" / "vae" / "checkpoints" / "step-00000500").mkdir(parents=True)
+
+    monkeypatch.setattr(b, "train_jobs", budget_stopped)
+    with pytest.raises(SystemExit, match="step 500 of 12000; run the same command again"):
+        b.vae_and_evaluators()
+    assert calls == [(["vae"], ("vae",), None)]  # evaluators done: the VAE gets all threads
+
+    def finished(runs, carry_on=(), threads=None):
+        b.mark("vae")
+
+    monkeypatch.setattr(b, "train_jobs", finished)
+    b.vae_and_evaluators()  # a finished VAE lets the build go on
+    assert b.done("vae")
+
+
+def test_side_by_side_jobs_get_their_thread_count(tmp_path: Path, monkeypatch) -> None:
+    build = load("build")
+    seen = {}
+
+    def fake_popen(args, env, **kwargs):
+        seen[args[-1]] = env.get("OMP_NUM_THREADS")
+        return object()
+
+    monkeypatch.setattr(build.subprocess, "Popen", fake_popen)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    b = build.Build(tmp_path, build.SCALES["cpu"], "cpu", {})
+    b.start("one", ["a"], threads=1)
+    b.start("all", ["b"])
+    assert seen == {"a": "1", "b": None}

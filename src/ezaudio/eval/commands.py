@@ -146,6 +146,12 @@ def _register_eval_train(commands: argparse._SubParsersAction) -> None:
         sub.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
         sub.add_argument("--max-clips", type=int, help="read at most N clips of each split")
         sub.add_argument("--quiet", action="store_true", help="no progress bars")
+        if kind == "tagger":
+            sub.add_argument(
+                "--widths",
+                help="the six conv block widths, comma-separated (default: "
+                "32,64,128,128,256,256; 16,32,64,64,128,128 trains ~3x faster on a CPU)",
+            )
         sub.set_defaults(handler=run_eval_train)
 
 
@@ -162,12 +168,16 @@ def run_eval_train(args: argparse.Namespace) -> None:
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         device=args.device, max_clips=args.max_clips, progress=not args.quiet,
     )  # fmt: skip
-    read_world_info(args.world)
+    widths = parse_widths(args.widths) if getattr(args, "widths", None) else None
+    info = read_world_info(args.world)
     check_out_folder(args.out)
     if args.eval_train_kind == "tagger":
-        from ezaudio.eval.tagger import tagger_summary, train_tagger
+        from ezaudio.eval.tagger import tagger_config, tagger_summary, train_tagger, world_classes
 
-        result = train_tagger(args.world, args.out, settings)
+        config = None
+        if widths is not None:
+            config = tagger_config(world_classes(info), info["sample_rate"], widths=widths)
+        result = train_tagger(args.world, args.out, settings, config=config)
         print(tagger_summary(result.report))
     else:
         from ezaudio.eval.small_clap import clap_summary, train_clap
@@ -175,6 +185,19 @@ def run_eval_train(args: argparse.Namespace) -> None:
         result = train_clap(args.world, args.out, settings)
         print(clap_summary(result.report))
     _say(args, f"wrote {args.out}")
+
+
+def parse_widths(text: str) -> tuple[int, ...]:
+    """``"16,32,64,64,128,128"`` -> the six conv block widths of a tagger."""
+    try:
+        widths = tuple(int(item) for item in text.split(","))
+    except ValueError:
+        widths = ()
+    if len(widths) != 6 or min(widths) < 1:
+        raise InvalidInputError(
+            f"--widths must be six positive integers separated by commas, got {text!r}"
+        )
+    return widths
 
 
 def _say(args: argparse.Namespace, message: str) -> None:

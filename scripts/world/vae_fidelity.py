@@ -1,0 +1,169 @@
+"""How much of what the tagger hears survives a waveform VAE: the ceiling of any generated
+clip, since every clip the DiT makes is decoded by that VAE.
+
+Usage (from the repository root; the package need not be installed)::
+
+    PYTHONPATH=src python scripts/world/vae_fidelity.py WORLD_DIR --tagger TAGGER_FOLDER \\
+        --vae VAE_FOLDER [--vae OTHER ...] --out results.json [--clips N] [--threshold 0.5]
+
+For the first ``--clips`` test clips of a world (``ezaudio data synth``), each VAE
+reconstructs every clip from its posterior mean (encode -> decode, the clip's full length)
+and the tagger tags the real and the reconstructed clips. Reported per VAE, for one-event
+clips and for all: the adherence scores of ``scripts/world/measure.py`` (precision / recall
+of the tagged classes against the clip's events) of the real clips (the ceiling) and of the
+reconstructions, their ratio, the share of clips whose tag set is unchanged by the VAE, the
+mean absolute log-mel difference in dB (the tagger's own front end) and the seconds taken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import (
+    adherence_scores,
+    load_world,
+    machine_info,
+    predicted_sets,
+    ratios,
+    tag_waveforms,
+    true_labels,
+)
+
+from ezaudio.data.audio import read_audio
+from ezaudio.errors import EzAudioError, InvalidInputError
+from ezaudio.eval.panns import Cnn14
+from ezaudio.nn.oobleck import WaveformVAE
+
+
+@torch.no_grad()
+def reconstruct(vae: WaveformVAE, wave: np.ndarray) -> np.ndarray:
+    """The VAE's decoding of the posterior mean of ``wave`` [S] (at the VAE's rate) -> [S]."""
+    audio = torch.from_numpy(np.asarray(wave, dtype=np.float32))[None, None]  # [1, 1, S]
+    mean, _ = vae.encode_distribution(audio)  # [1, latent_dim, frames]
+    out = vae.decode(mean)[0, 0].numpy()  # [frames * hop]
+    if out.shape[0] < wave.shape[0]:
+        out = np.pad(out, (0, wave.shape[0] - out.shape[0]))
+    return out[: wave.shape[0]]
+
+
+@torch.no_grad()
+def log_mel_difference_db(tagger: Cnn14, real: np.ndarray, other: np.ndarray) -> float:
+    """Mean |log-mel(real) - log-mel(other)| in dB through the tagger's front end, both
+    floored 80 dB below the real clip's loudest bin (silence would otherwise dominate)."""
+    pair = torch.from_numpy(np.stack([real, other]).astype(np.float32))  # [2, S]
+    mel = tagger.log_mel(pair)  # [2, 1, T, M] in dB
+    mel = mel.clamp(min=float(mel[0].max()) - 80.0)
+    return float((mel[0] - mel[1]).abs().mean())
+
+
+def fidelity_scores(
+    real: Sequence[set[str]], rebuilt: Sequence[set[str]], truth: Sequence[set[str]]
+) -> dict[str, Any]:
+    """Adherence of the real clips (ceiling) and of their reconstructions, and how often the
+    VAE leaves the tag set unchanged."""
+    ceiling = adherence_scores(list(real), list(truth))
+    through_vae = adherence_scores(list(rebuilt), list(truth))
+    same = [a == b for a, b in zip(real, rebuilt)]
+    return {
+        "ceiling": ceiling,
+        "reconstructed": through_vae,
+        "ratio": ratios(through_vae, ceiling),
+        "same_tags_share": float(np.mean(same)) if same else None,
+    }
+
+
+def measure_vae(vae_folder: Path, world, tagger: Cnn14, threshold: float) -> dict[str, Any]:
+    """Everything reported for one VAE on the world's measured test clips."""
+    vae = WaveformVAE.from_pretrained(vae_folder).eval()
+    if vae.sample_rate != world.sample_rate:
+        raise InvalidInputError(
+            f"{vae_folder}: the VAE runs at {vae.sample_rate} Hz, the world at "
+            f"{world.sample_rate} Hz"
+        )
+    names = list(tagger.config.class_names)
+    started = time.perf_counter()
+    real, rebuilt, differences = [], [], []
+    for clip in world.clips:
+        wave, _ = read_audio(clip.clip.audio, world.sample_rate)
+        real.append(wave)
+        rebuilt.append(reconstruct(vae, wave))
+        differences.append(log_mel_difference_db(tagger, real[-1], rebuilt[-1]))
+    vae_seconds = time.perf_counter() - started
+    probabilities = {
+        "real": tag_waveforms(tagger, real, world.sample_rate, 16),
+        "rebuilt": tag_waveforms(tagger, rebuilt, world.sample_rate, 16),
+    }
+    sets = {k: predicted_sets(v, names, threshold) for k, v in probabilities.items()}
+    truth = [true_labels(clip.record) for clip in world.clips]
+    single = [i for i, clip in enumerate(world.clips) if len(clip.record["events"]) == 1]
+    subsets = {}
+    for subset, rows in (("single", single), ("all", list(range(len(truth))))):
+        subsets[subset] = fidelity_scores(
+            [sets["real"][i] for i in rows],
+            [sets["rebuilt"][i] for i in rows],
+            [truth[i] for i in rows],
+        )
+    return {
+        "vae": str(vae_folder),
+        "parameters": sum(p.numel() for p in vae.parameters()),
+        "latent": {"channels": vae.latent_dim, "rate_hz": vae.latent_rate},
+        "clips": len(world.clips),
+        "log_mel_difference_db": float(np.mean(differences)),
+        "seconds_encode_decode": round(vae_seconds, 2),
+        "subsets": subsets,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("world", type=Path, help="a world folder (ezaudio data synth)")
+    parser.add_argument("--tagger", type=Path, required=True, help="a tagger folder (Cnn14)")
+    parser.add_argument("--vae", type=Path, action="append", required=True, help="VAE folder")
+    parser.add_argument("--out", type=Path, required=True, help="results JSON file")
+    parser.add_argument("--clips", type=int, help="the first N test clips (default: all)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="tag probability cut")
+    args = parser.parse_args(argv)
+    try:
+        if args.clips is not None and args.clips < 1:
+            raise InvalidInputError(f"--clips must be a positive integer, got {args.clips}")
+        world = load_world(args.world, args.clips)
+        tagger = Cnn14.from_pretrained(args.tagger).eval()
+        results = {
+            "world": str(args.world),
+            "tagger": str(args.tagger),
+            "threshold": args.threshold,
+            "machine": machine_info(torch.device("cpu")),
+            "vaes": [measure_vae(folder, world, tagger, args.threshold) for folder in args.vae],
+        }
+    except (EzAudioError, OSError) as error:
+        print(f"vae_fidelity: error: {error}", file=sys.stderr)
+        return 2
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    for row in results["vaes"]:
+        single = row["subsets"]["single"]
+        print(
+            f"{row['vae']}: one-event recall {_f(single['reconstructed']['recall_micro'])} "
+            f"(real {_f(single['ceiling']['recall_micro'])}), same tags "
+            f"{_f(row['subsets']['all']['same_tags_share'])}, log-mel diff "
+            f"{row['log_mel_difference_db']:.2f} dB"
+        )
+    return 0
+
+
+def _f(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""scripts/world/vae_fidelity.py: scores by hand, and a run on a tiny world with tiny random
+VAEs and a tiny random tagger."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "world" / "vae_fidelity.py"
+
+
+def load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("world_vae_fidelity", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+fidelity = load_script()
+
+
+def test_fidelity_scores_by_hand() -> None:
+    truth = [{"bell"}, {"rain"}, {"siren"}, {"dog_bark"}]
+    real = [{"bell"}, {"rain"}, {"siren"}, set()]
+    rebuilt = [{"bell"}, {"wind"}, set(), set()]
+    scores = fidelity.fidelity_scores(real, rebuilt, truth)
+    assert scores["ceiling"]["recall_micro"] == pytest.approx(3 / 4)
+    assert scores["reconstructed"]["recall_micro"] == pytest.approx(1 / 4)
+    assert scores["ratio"]["recall_micro"] == pytest.approx(1 / 3)
+    assert scores["same_tags_share"] == pytest.approx(2 / 4)  # clips 1 and 4
+    same = fidelity.fidelity_scores(real, real, truth)
+    assert same["ratio"]["recall_micro"] == 1.0 and same["same_tags_share"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from ezaudio.config import VAEConfig
+    from ezaudio.eval.panns import Cnn14, Cnn14Config
+    from ezaudio.nn.oobleck import WaveformVAE
+    from ezaudio.synth import classes, write_world
+
+    folder = tmp_path_factory.mktemp("fidelity")
+    write_world(folder / "world", clips=8, seed=0, seconds=2.0, splits=(0.5, 0.0, 0.5),
+                progress=False)  # fmt: skip
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        names = tuple(classes())
+        tagger = Cnn14(Cnn14Config(widths=(4, 4, 8, 8, 16, 16), embedding_dim=16,
+                                   classes_num=len(names), class_names=names))  # fmt: skip
+        torch.nn.init.normal_(tagger.fc_audioset.bias, 0.0, 1.0)
+        tagger.save_pretrained(folder / "tagger")
+        for rate in (16000, 8000):
+            config = VAEConfig(sample_rate=rate, channels=4, c_mults=(1, 2), strides=(4, 5),
+                               latent_dim=4)  # fmt: skip
+            WaveformVAE(config).save_pretrained(folder / f"vae{rate}")
+    return {name: folder / name for name in ("world", "tagger", "vae16000", "vae8000")}
+
+
+def test_a_run_reports_each_vae_against_the_real_clips(inputs, tmp_path, capsys) -> None:
+    out = tmp_path / "fidelity.json"
+    argv = ["--tagger", inputs["tagger"], "--vae", inputs["vae16000"], "--out", out,
+            "--clips", "3", inputs["world"]]  # fmt: skip
+    assert fidelity.main([str(a) for a in argv]) == 0
+    assert "one-event recall" in capsys.readouterr().out
+    results = json.loads(out.read_text())
+    (row,) = results["vaes"]
+    assert row["clips"] == 3 and row["latent"] == {"channels": 4, "rate_hz": 800.0}
+    assert row["log_mel_difference_db"] > 0.0  # a random VAE changes the sound
+    for subset in row["subsets"].values():
+        assert subset["ceiling"]["clips"] == subset["reconstructed"]["clips"]
+        assert 0.0 <= subset["same_tags_share"] <= 1.0
+    assert row["subsets"]["all"]["ceiling"]["clips"] == 3
+
+
+def test_reconstruction_keeps_the_length(inputs) -> None:
+    from ezaudio.nn.oobleck import WaveformVAE
+
+    vae = WaveformVAE.from_pretrained(inputs["vae16000"]).eval()
+    wave = np.random.default_rng(0).standard_normal(1234).astype(np.float32) * 0.1
+    assert fidelity.reconstruct(vae, wave).shape == (1234,)
+
+
+def test_a_vae_at_another_rate_is_refused_in_one_line(inputs, tmp_path, capsys) -> None:
+    out = tmp_path / "never.json"
+    argv = ["--tagger", inputs["tagger"], "--vae", inputs["vae8000"], "--out", out,
+            inputs["world"]]  # fmt: skip
+    assert fidelity.main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "8000 Hz" in err[0]
+    assert not out.exists()
+    assert fidelity.main(["--tagger", "t", "--vae", "v", "--out", str(out), "--clips", "0",
+                          "w"]) == 2  # fmt: skip

@@ -442,27 +442,19 @@ class Build:
         """Score the noisy train captions once; keep those above quantile thresholds."""
         noisy = self.path("world", "train_noisy.jsonl")
         scores = self.path("filter", "scores", "clap_scores.csv")
+
+        def filter_args(threshold: float, out: str, report: str, *extra) -> list[str]:
+            """``ezaudio data clap-filter`` of the noisy captions at ``threshold``."""
+            return [
+                "data", "clap-filter", str(noisy), "--clap", str(self.path("evaluators", "clap")),
+                "--threshold", f"{threshold:.6f}", "--out", str(self.path("filter", out)),
+                "--report", str(self.path("filter", report)), *map(str, extra), "--quiet",
+            ]  # fmt: skip
+
         if not self.done("filter/score"):
-            self.run(
-                "filter",
-                [
-                    "data",
-                    "clap-filter",
-                    str(noisy),
-                    "--clap",
-                    str(self.path("evaluators", "clap")),
-                    "--threshold",
-                    "-1",
-                    "--out",
-                    str(self.path("filter", "all.jsonl")),
-                    "--report",
-                    str(self.path("filter", "scores")),
-                    "--device",
-                    self.device,
-                    "--quiet",
-                ],
-            )
+            self.run("filter", filter_args(-1, "all.jsonl", "scores", "--device", self.device))
             self.mark("filter/score")
+
         values = sorted(read_score_column(scores))
         thresholds = {}
         for q in quantiles:
@@ -472,22 +464,7 @@ class Build:
             if not self.done(f"filter/{name}"):
                 self.run(
                     "filter",
-                    [
-                        "data",
-                        "clap-filter",
-                        str(noisy),
-                        "--clap",
-                        str(self.path("evaluators", "clap")),
-                        "--threshold",
-                        f"{threshold:.6f}",
-                        "--scores",
-                        str(scores),
-                        "--out",
-                        str(self.path("filter", f"{name}.jsonl")),
-                        "--report",
-                        str(self.path("filter", f"report-{name}")),
-                        "--quiet",
-                    ],
+                    filter_args(threshold, f"{name}.jsonl", f"report-{name}", "--scores", scores),
                 )
                 self.mark(f"filter/{name}", quantile=q, threshold=threshold)
         (self.path("filter", "thresholds.json")).write_text(json.dumps(thresholds, indent=1))

@@ -49,7 +49,7 @@ from ezaudio.nn.oobleck import WaveformVAE
 def reconstruct(vae: WaveformVAE, wave: np.ndarray) -> np.ndarray:
     """The VAE's decoding of the posterior mean of ``wave`` [S] (at the VAE's rate) -> [S]."""
     audio = torch.from_numpy(np.asarray(wave, dtype=np.float32))[None, None]  # [1, 1, S]
-    mean, _ = vae.encode_distribution(audio)  # [1, latent_dim, frames]
+    mean = vae.encode(audio, sample=False)  # [1, latent_dim, frames]
     out = vae.decode(mean)[0, 0].numpy()  # [frames * hop]
     if out.shape[0] < wave.shape[0]:
         out = np.pad(out, (0, wave.shape[0] - out.shape[0]))

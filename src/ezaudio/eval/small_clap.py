@@ -41,13 +41,13 @@ from ezaudio.eval.tagger import (
     autocast,
     batch_waveforms,
     check_out_folder,
+    finish_training,
     load_split,
+    loss_ends,
     machine_info,
-    publish_folder,
     read_jsonl,
     resolve_training_device,
     train_loop,
-    write_json,
 )
 from ezaudio.nn.component import CONFIG_NAME, Component, read_json
 
@@ -57,7 +57,6 @@ CLAP_WIDTHS = (32, 64, 128, 128, 256, 256)
 GPU_STEPS, CPU_STEPS = 900, 100
 GPU_BATCH, CPU_BATCH = 128, 16
 DEFAULT_BATCH_SIZE = 16
-REPORT_NAME = "report.json"
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
@@ -514,20 +513,10 @@ def train_clap(
         "machine": machine_info(device),
         "seconds_train": round(train_seconds, 2),
         "seconds_total": round(time.perf_counter() - started, 2),
-        "loss_first": float(np.mean(losses[: min(10, len(losses))])),
-        "loss_last": float(np.mean(losses[-min(10, len(losses)) :])),
+        **loss_ends(losses),
         **evaluation,
     }
-    model = model.cpu().eval()
-    folder = None
-    if out is not None:
-
-        def write(tmp: Path) -> None:
-            model.save_pretrained(tmp)
-            write_json(tmp / REPORT_NAME, report)
-
-        folder = publish_folder(out, write)
-    return TrainResult(model=model, report=report, losses=losses, folder=folder)
+    return finish_training(model, report, losses, out)
 
 
 def clap_summary(report: dict[str, Any]) -> str:

@@ -648,11 +648,27 @@ def train_tagger(
         "machine": machine_info(device),
         "seconds_train": round(train_seconds, 2),
         "seconds_total": round(time.perf_counter() - started, 2),
-        "loss_first": float(np.mean(losses[: min(10, len(losses))])),
-        "loss_last": float(np.mean(losses[-min(10, len(losses)) :])),
+        **loss_ends(losses),
         "test": tagging_report(probabilities, test_targets, names),
     }
-    model = model.cpu()
+    return finish_training(model, report, losses, out)
+
+
+def loss_ends(losses: Sequence[float]) -> dict[str, float]:
+    """``loss_first`` / ``loss_last``: the mean of a run's first / last ten losses."""
+    n = min(10, len(losses))
+    return {"loss_first": float(np.mean(losses[:n])), "loss_last": float(np.mean(losses[-n:]))}
+
+
+def finish_training(
+    model: nn.Module,
+    report: dict[str, Any],
+    losses: list[float],
+    out: str | os.PathLike[str] | None,
+) -> TrainResult:
+    """The trained evaluator on the CPU in eval mode; with ``out``, its folder
+    (``config.json``, ``model.safetensors``, ``report.json``) published atomically."""
+    model = model.cpu().eval()
     folder = None
     if out is not None:
 

@@ -2,7 +2,7 @@
 # One GPU run that trains the default model from an empty machine (docs/results.md: the
 # 2026-11-26 attempt, what it measured and why it produced no model). Run from the
 # repository root on a machine with PyTorch + CUDA, accelerate, transformers and scipy but
-# no network. It needs about 9.5 minutes (benchmark 1.5, build 7.5, packing): the budgets
+# no network. It needs about 9.8 minutes (benchmark 1.5, build 8, packing): the budgets
 # below were sized from the speeds measured on an H200 (VAE ~4 steps/s at batch 64 x 1 s,
 # DiT stages ~7 steps/s at batch 128 x 10 s; tagger and CLAP ~5.5 steps/s beside the VAE,
 # ~19 and ~10 alone):
@@ -48,11 +48,11 @@ wait $SYNTH
 echo "synth exit $? at ${SECONDS}s" >> "$PACK/machine.txt"
 
 # 2. VAE + evaluators, CLAP filter, latents, stage 1, 2, 3 and the float16 package.
-timeout "${BUILD_SECONDS:-450}" python3 scripts/world/build.py "$WORK" --clips "$CLIPS" \
-    --scale "${SCALE:-full}" --device "${DEVICE:-auto}" ${BUILD_ARGS:---batch 128 --vae-batch 64 --evaluator-steps 700} \
-    --budget-minutes vae="${VAE_MIN:-2.5}" \
-    --budget-minutes stage1="${S1_MIN:-1.5}" --budget-minutes stage2="${S2_MIN:-1.25}" \
-    --budget-minutes stage3="${S3_MIN:-0.6}" > "$PACK/build.log" 2>&1
+timeout "${BUILD_SECONDS:-480}" python3 scripts/world/build.py "$WORK" --clips "$CLIPS" \
+    --scale "${SCALE:-full}" --device "${DEVICE:-auto}" ${BUILD_ARGS:---batch 128 --vae-batch 64 --evaluator-steps 800} \
+    --budget-minutes vae="${VAE_MIN:-2.75}" \
+    --budget-minutes stage1="${S1_MIN:-1.25}" --budget-minutes stage2="${S2_MIN:-1.25}" \
+    --budget-minutes stage3="${S3_MIN:-0.5}" > "$PACK/build.log" 2>&1
 echo "build exit $? at ${SECONDS}s" >> "$PACK/machine.txt"
 # Cut short: keep the latest model folder there is (float16), and the VAE on its own, so
 # that a later session can start from them (`model.init_from`, `model.vae`).
@@ -64,7 +64,8 @@ p('$WORK/$stage/model', '$WORK/partial_model')" && echo "packed $stage" >> "$PAC
             break
         fi
     done
-    [ -d "$WORK/vae/model" ] && cp -r "$WORK/vae/model" "$WORK/partial_vae"
+    # (a packed stage holds its VAE; the 64 MiB that come back hold one copy)
+    [ ! -d "$WORK/partial_model" ] && [ -d "$WORK/vae/model" ] && cp -r "$WORK/vae/model" "$WORK/partial_vae"
 fi
 
 # 3. Pack: the default model, the evaluators, the filter's scores and manifests, logs,

@@ -31,6 +31,9 @@ class VAEModelSection:
     # A VAE folder (config.json + model.safetensors) or a model folder (ezaudio.json):
     # its architecture and weights are the starting point; vae_preset is then ignored.
     init_from: str | None = None
+    # Train the decoder alone (needs init_from): the encoder, and so the latent space that
+    # a DiT was trained on, stays exactly as it was; only the reconstructions improve.
+    freeze_encoder: bool = False
 
 
 @dataclass
@@ -151,6 +154,12 @@ class VAERecipe:
             raise InvalidInputError(f"model.vae_overrides: unknown VAE config keys {bad}")
         if not model.init_from:
             self.vae_config()  # the overrides must build a valid config
+        if not isinstance(model.freeze_encoder, bool):
+            raise InvalidInputError("model.freeze_encoder must be true or false")
+        if model.freeze_encoder and not model.init_from:
+            raise InvalidInputError(
+                "model.freeze_encoder needs model.init_from (the VAE whose encoder to keep)"
+            )
         if not data.manifest:
             raise InvalidInputError("data.manifest must name a manifest file")
         positive = {

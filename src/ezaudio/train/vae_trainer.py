@@ -121,15 +121,18 @@ class _Autoencode(nn.Module):
     posterior sample, mean [B, D, L], std [B, D, L]).
 
     One module with one forward, so DDP sees a single forward per update; the posterior
-    noise is drawn on the CPU from the trainer's generator.
+    noise is drawn on the CPU from the trainer's generator. With ``freeze_encoder`` the
+    encoder runs without gradients (its parameters are not trained).
     """
 
-    def __init__(self, vae: WaveformVAE) -> None:
+    def __init__(self, vae: WaveformVAE, freeze_encoder: bool = False) -> None:
         super().__init__()
         self.vae = vae
+        self.freeze_encoder = freeze_encoder
 
     def forward(self, audio: torch.Tensor, generator: torch.Generator):
-        mean, std = self.vae.encode_distribution(audio)  # [B, D, L]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
+            mean, std = self.vae.encode_distribution(audio)  # [B, D, L]
         noise = torch.randn(mean.shape, generator=generator).to(mean.device)
         return self.vae.decode(mean + std * noise), mean, std
 
@@ -170,9 +173,13 @@ class VAETrainer:
             loss.stft_fft_sizes, loss.stft_hop_sizes, loss.stft_win_lengths,
             sample_rate=vae.sample_rate, perceptual_weighting=loss.perceptual_weighting,
         ).to(self.device)  # fmt: skip
+        freeze_encoder = recipe.model.freeze_encoder
+        if freeze_encoder:
+            vae.encoder.requires_grad_(False)
         betas = tuple(optim.betas)
+        trained = [p for p in vae.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(
-            vae.parameters(), lr=optim.lr, betas=betas, weight_decay=optim.weight_decay
+            trained, lr=optim.lr, betas=betas, weight_decay=optim.weight_decay
         )
         disc_optimizer = torch.optim.AdamW(
             discriminator.parameters(), lr=optim.disc_lr, betas=betas,
@@ -188,7 +195,7 @@ class VAETrainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         self.disc_scheduler = torch.optim.lr_scheduler.LambdaLR(disc_optimizer, factor)
         self.autoencoder, self.discriminator, self.optimizer, self.disc_optimizer = acc.prepare(
-            _Autoencode(vae), discriminator, optimizer, disc_optimizer
+            _Autoencode(vae, freeze_encoder), discriminator, optimizer, disc_optimizer
         )
         self.vae = vae  # the network itself (prepare moves it in place)
         # after prepare, so that the average lives on the same device as the weights

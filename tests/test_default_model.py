@@ -1,7 +1,7 @@
 """The bundled-default path: a model packed as float16 (``pack_half_precision``) and put
 where the package looks for its default is what ``EzAudio.from_pretrained()`` and
-``ezaudio generate`` use when no model is named (issue 5; the trained default itself is
-not bundled yet, see docs/results.md)."""
+``ezaudio generate`` use when no model is named (issue 5). A tiny random model stands in
+here; tests/test_shipped_model.py checks the trained default itself."""
 
 from __future__ import annotations
 
@@ -84,3 +84,25 @@ def test_packing_refuses_a_folder_that_is_not_a_model(tmp_path) -> None:
     with pytest.raises(Exception, match="not an ezaudio model folder"):
         pack_half_precision(tmp_path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_packed_weights_are_readable_by_others_whatever_the_source_mode(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    """A package's bundled weights must be readable by every user: owner-only source files
+    (a training machine with umask 077) do not pass their mode on."""
+    import os
+    import shutil
+    import stat
+
+    source = tmp_path / "owner_only"
+    shutil.copytree(tiny_model, source)
+    for weights in source.rglob("model.safetensors"):
+        weights.chmod(0o600)
+    umask = os.umask(0o022)
+    try:
+        out = pack_half_precision(source, tmp_path / "packed")
+    finally:
+        os.umask(umask)
+    for weights in out.rglob("model.safetensors"):
+        assert stat.S_IMODE(weights.stat().st_mode) == 0o644, weights

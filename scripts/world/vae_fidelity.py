@@ -4,7 +4,7 @@ clip, since every clip the DiT makes is decoded by that VAE.
 Usage (from the repository root; the package need not be installed)::
 
     PYTHONPATH=src python scripts/world/vae_fidelity.py WORLD_DIR --tagger TAGGER_FOLDER \\
-        --vae VAE_FOLDER [--vae OTHER ...] --out results.json [--clips N] [--threshold 0.5]
+        --vae VAE [--vae OTHER ...] --out results.json [--clips N] [--threshold 0.5]
 
 For the first ``--clips`` test clips of a world (``ezaudio data synth``), each VAE
 reconstructs every clip from its posterior mean (encode -> decode, the clip's full length)
@@ -43,6 +43,7 @@ from ezaudio.data.audio import read_audio
 from ezaudio.errors import EzAudioError, InvalidInputError
 from ezaudio.eval.panns import Cnn14
 from ezaudio.nn.oobleck import WaveformVAE
+from ezaudio.train.vae_trainer import read_vae_source
 
 
 @torch.no_grad()
@@ -84,7 +85,7 @@ def fidelity_scores(
 
 def measure_vae(vae_folder: Path, world, tagger: Cnn14, threshold: float) -> dict[str, Any]:
     """Everything reported for one VAE on the world's measured test clips."""
-    vae = WaveformVAE.from_pretrained(vae_folder).eval()
+    vae = read_vae_source(vae_folder).eval()
     if vae.sample_rate != world.sample_rate:
         raise InvalidInputError(
             f"{vae_folder}: the VAE runs at {vae.sample_rate} Hz, the world at "
@@ -128,7 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("world", type=Path, help="a world folder (ezaudio data synth)")
     parser.add_argument("--tagger", type=Path, required=True, help="a tagger folder (Cnn14)")
-    parser.add_argument("--vae", type=Path, action="append", required=True, help="VAE folder")
+    parser.add_argument(
+        "--vae",
+        type=Path,
+        action="append",
+        required=True,
+        help="VAE folder, model folder or VAE training checkpoint",
+    )
     parser.add_argument("--out", type=Path, required=True, help="results JSON file")
     parser.add_argument("--clips", type=int, help="the first N test clips (default: all)")
     parser.add_argument("--threshold", type=float, default=0.5, help="tag probability cut")

@@ -126,7 +126,7 @@ def pack_half_precision(
     import torch
     from safetensors.torch import save_file
 
-    from ezaudio.nn.component import WEIGHTS_NAME, load_safetensors
+    from ezaudio.nn.component import WEIGHTS_NAME, load_safetensors, write_atomic
 
     source, out = Path(source), Path(out)
     index = read_index(source)
@@ -145,7 +145,10 @@ def pack_half_precision(
             key: value.to(torch.float16) if value.is_floating_point() else value
             for key, value in load_safetensors(weights).items()
         }
-        save_file({k: v.contiguous() for k, v in state.items()}, weights)
+        tensors = {k: v.contiguous() for k, v in state.items()}
+        # written anew (not over the copy), so it gets the usual permissions whatever the
+        # source's were
+        write_atomic(weights, lambda tmp, tensors=tensors: save_file(tensors, tmp))
     write_index(staging, index)
     if out.exists():
         shutil.rmtree(out)

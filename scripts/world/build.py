@@ -78,6 +78,11 @@ class Scale:
     vae_must_finish: bool = False  # a VAE stopped by its budget: stop the build, resume later
 
 
+def sets(*overrides: str) -> list[str]:
+    """Recipe overrides as command-line arguments: ``--set A --set B ...``."""
+    return [arg for item in overrides for arg in ("--set", item)]
+
+
 SCALES = {
     "full": Scale(),
     "smoke": Scale(
@@ -93,17 +98,13 @@ SCALES = {
         fig2_every=2,
         workers=1,
         extra={
-            "vae": [
-                "--set",
+            "vae": sets(
                 "loss.discriminator_start_step=2",
-                "--set",
                 "data.num_workers=0",
-                "--set",
                 "data.clip_seconds=0.5",
-                "--set",
                 "loss.disc_filters=4",
-            ],
-            "dit": ["--set", "data.num_workers=0"],
+            ),
+            "dit": sets("data.num_workers=0"),
         },
     ),
     # The default model on a 2-core CPU over several sessions (docs/results.md): a narrow
@@ -124,22 +125,13 @@ SCALES = {
         side_by_side_threads=1,
         vae_must_finish=True,
         extra={
-            "vae": [
-                "--set",
+            "vae": sets(
                 "model.vae_overrides={channels: 16}",
-                "--set",
                 "loss.discriminator_start_step=1000000000",
-                "--set",
                 "data.clip_seconds=0.5",
-                "--set",
                 "data.num_workers=0",
-            ],
-            "dit": [
-                "--set",
-                "model.dit_overrides={embed_dim: 192, depth: 4}",
-                "--set",
-                "data.num_workers=0",
-            ],
+            ),
+            "dit": sets("model.dit_overrides={embed_dim: 192, depth: 4}", "data.num_workers=0"),
         },
     ),
 }

@@ -42,7 +42,7 @@ def same_encoder(model_vae: WaveformVAE, new_vae: WaveformVAE) -> bool:
 def swap_decoder(model: Path, vae_source: Path, out: Path, half: bool = True) -> Path:
     """Write ``model`` with the VAE of ``vae_source`` into ``out``; return ``out``."""
     index = read_index(model)
-    model_vae = WaveformVAE.from_pretrained(model / index.vae)
+    model_vae = read_vae_source(model)
     new_vae = read_vae_source(vae_source)
     if model_vae.config != new_vae.config:
         raise InvalidInputError(f"{vae_source}: a VAE of another configuration than {model}'s")

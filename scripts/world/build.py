@@ -12,6 +12,9 @@ training run continues from its last checkpoint):
 
 1. ``world``    ``ezaudio data synth`` -- the synthetic captioned world (docs/synth.md)
 2. ``vae``      ``ezaudio train-vae recipes/world/vae.yaml`` -- the 16 kHz waveform VAE
+   ``decoder``  ``ezaudio train-vae ... model.freeze_encoder=true`` -- its decoder alone,
+                fine-tuned with a waveform L1 term (removes its DC offset and noise floor;
+                the encoder, and so the latents, stay as they are)
 3. ``tagger``   ``ezaudio eval-train tagger`` -- CNN14-style tagger (FD, KL, IS, adherence)
 4. ``clap``     ``ezaudio eval-train clap`` -- small CLAP (audio tower + MiniLM)
 5. ``latents``  ``ezaudio data encode`` -- latent caches of the clean and noisy manifests
@@ -19,7 +22,7 @@ training run continues from its last checkpoint):
 7. ``stage1``   ``ezaudio train recipes/world/stage1.yaml`` -- masked pre-training, no text
 8. ``stage2``   ``... stage2.yaml`` -- text alignment on the CLAP-filtered noisy captions
 9. ``stage3``   ``... stage3.yaml`` -- fine-tuning on the clean captions
-10. ``package`` the EMA weights as a float16 model folder (``WORK/default_model``)
+10. ``package`` the EMA weights with the fine-tuned decoder, float16 (``WORK/default_model``)
 
 With ``--ablations`` (docs/results.md): Table I rows (stage 2 without stage 1 and on
 unfiltered / differently filtered captions) and Fig. 2 runs (EzAudio-DiT, CrossDiT and
@@ -63,6 +66,8 @@ class Scale:
     seconds: float = 10.0
     vae_steps: int = 6000
     vae_batch: int = 32
+    decoder_steps: int = 1000  # decoder-only fine-tuning after the VAE (0: none)
+    decoder_batch: int = 16
     evaluator_steps: int | None = None  # None: the evaluators' own defaults
     stage_steps: tuple[int, int, int] = (4000, 3000, 1500)
     batch: int = 64
@@ -90,6 +95,8 @@ SCALES = {
         seconds=4.0,
         vae_steps=4,
         vae_batch=4,
+        decoder_steps=2,
+        decoder_batch=2,
         evaluator_steps=4,
         stage_steps=(4, 4, 4),
         batch=4,
@@ -387,6 +394,26 @@ class Build:
                 "run the same command again to go on"
             )
 
+    def decoder(self) -> None:
+        """Fine-tune the VAE's decoder alone (encoder frozen) with a waveform L1 term and
+        no discriminator: docs/results.md, "The default model"."""
+        s = self.scale
+        if s.decoder_steps <= 0 or self.done("decoder"):
+            return
+        sets = [
+            f"data.manifest={self.path('world', 'train.jsonl')}",
+            f"model.init_from={self.path('vae', 'model')}",
+            "model.freeze_encoder=true",
+            "loss.l1=0.1",
+            "loss.discriminator_start_step=1000000000",
+            f"optim.max_steps={s.decoder_steps}",
+            f"optim.batch_size={s.decoder_batch}",
+            f"run.checkpoint_every={s.checkpoint_every}",
+        ]
+        self.train_jobs_with_extra(
+            {"decoder": ("train-vae", RECIPES / "vae.yaml", sets, "decoder")}, "vae"
+        )
+
     def train_jobs_with_extra(
         self, runs, kind: str, carry_on: tuple[str, ...] = (), threads: int | None = None
     ) -> None:
@@ -477,12 +504,34 @@ class Build:
         return sets
 
     def package(self) -> None:
-        """The stage-3 EMA weights as float16 safetensors: ``WORK/default_model``."""
+        """The stage-3 EMA weights with the fine-tuned decoder (when there is one) as
+        float16 safetensors: ``WORK/default_model``."""
         from ezaudio.model_folder import pack_half_precision
 
         out = self.path("default_model")
-        pack_half_precision(self.path("stage3", "model"), out, DEFAULT_SAMPLING, DEFAULT_NAME)
+        model = self.path("stage3", "model")
+        if self.done("decoder"):
+            swap_decoder = sibling("swap_decoder").swap_decoder
+            swap_decoder(model, self.path("decoder", "model"), out, True,
+                         DEFAULT_SAMPLING, DEFAULT_NAME)  # fmt: skip
+        else:
+            pack_half_precision(model, out, DEFAULT_SAMPLING, DEFAULT_NAME)
         self.mark("package", folder=str(out), bytes=folder_bytes(out))
+
+
+def sibling(name: str):
+    """The module ``scripts/world/NAME.py`` (imported once)."""
+    import importlib.util
+
+    module_name = f"world_{name}"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            module_name, Path(__file__).with_name(f"{name}.py")
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]
 
 
 def read_score_column(path: Path) -> list[float]:
@@ -549,6 +598,7 @@ def build(
         b.use_evaluators(evaluators)
     # With filtered manifests from elsewhere the evaluators are not needed for the build.
     b.vae_and_evaluators(evaluators=filtered is None)
+    b.decoder()
     world = b.path("world")
     main = f"q{round(s.main_quantile * 100):02d}"
     clean = {"clean": world / "all.jsonl"}
@@ -646,7 +696,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="STEP=MIN",
-        help="wall-time bound of a training step: vae, stage1, stage2, stage3",
+        help="wall-time bound of a training step: vae, decoder, stage1, stage2, stage3",
     )
     parser.add_argument(
         "--evaluators",

@@ -50,7 +50,7 @@ echo "synth exit $? at ${SECONDS}s" >> "$PACK/machine.txt"
 # 2. VAE + evaluators, CLAP filter, latents, stage 1, 2, 3 and the float16 package.
 timeout "${BUILD_SECONDS:-480}" python3 scripts/world/build.py "$WORK" --clips "$CLIPS" \
     --scale "${SCALE:-full}" --device "${DEVICE:-auto}" ${BUILD_ARGS:---batch 128 --vae-batch 64 --evaluator-steps 800} \
-    --budget-minutes vae="${VAE_MIN:-2.75}" \
+    --budget-minutes vae="${VAE_MIN:-2.75}" --budget-minutes decoder="${DEC_MIN:-0.5}" \
     --budget-minutes stage1="${S1_MIN:-1.25}" --budget-minutes stage2="${S2_MIN:-1.25}" \
     --budget-minutes stage3="${S3_MIN:-0.5}" > "$PACK/build.log" 2>&1
 echo "build exit $? at ${SECONDS}s" >> "$PACK/machine.txt"

@@ -10,11 +10,13 @@
 # initialised oobleck-16k, i.e. a fixed random encoder: the comparison is then between
 # denoisers on the same latent data, not on a trained VAE's latents). 800 train and 128
 # validation clips, cut to 4 s; STEPS (default 400; docs/results.md used 1500) steps of
-# batch 16 per model.
+# batch 16 per model. LATENTS=CACHE (a latent cache of the world made by VAE, e.g. by
+# scripts/world/table1_cpu.sh): train on every train clip of it and score on its valid
+# clips, random 4 s crops of whole clips, instead of encoding the 800 + 128 subset.
 set -eu
 WORLD=$(realpath "$1")
 WORK=$2
-VAE=${3:-}
+VAE=${3:+$(realpath "$3")}
 STEPS=${STEPS:-400}
 mkdir -p "$WORK" && cd "$WORK"
 if [ -z "$VAE" ]; then
@@ -26,6 +28,11 @@ from ezaudio.nn.oobleck import WaveformVAE
 torch.manual_seed(0)
 WaveformVAE(VAE_PRESETS['oobleck-16k']).save_pretrained('$VAE')"
 fi
+if [ -n "${LATENTS:-}" ]; then
+    [ -n "${3:-}" ] || { echo "LATENTS needs the VAE that made it" >&2; exit 2; }
+    LATENTS=$(realpath "$LATENTS")
+    ln -sfn "$LATENTS" latents
+else
 python - "$WORLD" <<'EOF'
 import json, sys
 world = sys.argv[1]
@@ -37,6 +44,7 @@ with open("subset.jsonl", "w") as out:
         out.write(json.dumps({**row, "audio": f"{world}/{row['audio']}"}) + "\n")
 EOF
 ezaudio data encode subset.jsonl --vae "$VAE" --out latents --max-seconds 4 --shard-size 64 --quiet
+fi
 SIZE='embed_dim: 128, depth: 4, num_heads: 4'
 for preset in ezaudio-s crossdit-s pixart-s; do
     overrides="{$SIZE}"

@@ -39,8 +39,18 @@ def same_encoder(model_vae: WaveformVAE, new_vae: WaveformVAE) -> bool:
     )
 
 
-def swap_decoder(model: Path, vae_source: Path, out: Path, half: bool = True) -> Path:
-    """Write ``model`` with the VAE of ``vae_source`` into ``out``; return ``out``."""
+def swap_decoder(
+    model: Path,
+    vae_source: Path,
+    out: Path,
+    half: bool = True,
+    sampling: dict | None = None,
+    name: str | None = None,
+) -> Path:
+    """Write ``model`` with the VAE of ``vae_source`` into ``out``; return ``out``.
+
+    ``half``: float16 storage, with ``sampling`` defaults and ``name`` replaced as
+    :func:`ezaudio.model_folder.pack_half_precision` does."""
     index = read_index(model)
     model_vae = read_vae_source(model)
     new_vae = read_vae_source(vae_source)
@@ -57,7 +67,7 @@ def swap_decoder(model: Path, vae_source: Path, out: Path, half: bool = True) ->
         shutil.rmtree(staged / index.vae)
         new_vae.save_pretrained(staged / index.vae)
         if half:
-            return pack_half_precision(staged, out)
+            return pack_half_precision(staged, out, sampling, name)
         if out.exists():
             shutil.rmtree(out)
         shutil.move(str(staged), out)

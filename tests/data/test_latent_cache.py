@@ -202,6 +202,72 @@ def test_a_cache_of_another_vae_is_refused(world, cache, tmp_path, capsys):
     assert "stale latent cache" in err and "\n" not in err
 
 
+def test_reuse_copies_the_posteriors_of_the_same_files_and_encodes_the_rest(
+    world, cache, tmp_path, monkeypatch, capsys
+):
+    audio = world / "audio"
+    rows = [
+        {"audio": str(audio / "a.wav"), "caption": "new caption a", "id": "a"},  # reused
+        {"audio": str(audio / "e.wav"), "caption": "same id, other file", "id": "b"},
+        {"audio": str(audio / "c.wav"), "caption": "new caption c", "id": "c"},  # reused
+        {"audio": str(audio / "d.wav"), "caption": "other id, same file", "id": "x"},
+    ]
+    manifest = tmp_path / "recaptioned.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    encoded_clips: list[int] = []
+    original = WaveformVAE.encode_distribution
+
+    def counting(self, audio):
+        encoded_clips.append(audio.shape[0])
+        return original(self, audio)
+
+    monkeypatch.setattr(WaveformVAE, "encode_distribution", counting)
+    options = {"shard_size": 3, "batch_size": 1, "progress": False}
+    index = encode_manifest(manifest, world / "vae", tmp_path / "reused", reuse=cache, **options)
+    assert sum(encoded_clips) == 2 and index["reused"] == 2
+    assert [(c["id"], c["caption"]) for c in index["clips"]] == [
+        (row["id"], row["caption"]) for row in rows
+    ]
+    fresh = encode_manifest(manifest, world / "vae", tmp_path / "fresh", **options)
+    assert sum(encoded_clips) == 6 and fresh["reused"] == 0
+    source = {c["id"]: c for c in read_index(cache)["clips"]}
+    for clip, twin in zip(index["clips"], fresh["clips"]):
+        assert clip == twin
+        mine = shard_tensors(tmp_path / "reused", clip)
+        for part, tensor in shard_tensors(tmp_path / "fresh", twin).items():  # batching aside
+            torch.testing.assert_close(mine[part], tensor, rtol=1e-5, atol=1e-5)
+        if clip["id"] in ("a", "c"):  # copied bit for bit
+            for part, tensor in shard_tensors(cache, source[clip["id"]]).items():
+                assert torch.equal(mine[part], tensor)
+    out = str(tmp_path / "cli")
+    command = ["data", "encode", str(manifest), "--vae", str(world / "vae"), "--quiet",
+               "--out", out, "--reuse", str(cache), "--device", "cpu"]  # fmt: skip
+    assert main(command) == 0
+    assert "2 reused from" in capsys.readouterr().out
+
+
+def test_reuse_refuses_a_cache_of_other_settings(world, cache, tmp_path, capsys):
+    manifest = world / "train.jsonl"
+    other = save_vae(tmp_path / "other_vae", seed=1)
+    options = {"split": "train", "progress": False}
+    with pytest.raises(InvalidInputError, match="another VAE"):
+        encode_manifest(manifest, other, tmp_path / "a", reuse=cache, **options)
+    with pytest.raises(InvalidInputError, match="max_seconds=None for max_seconds=0.3"):
+        encode_manifest(manifest, world / "vae", tmp_path / "b", clip_seconds=0.3,
+                        reuse=cache, **options)  # fmt: skip
+    with pytest.raises(InvalidInputError, match="dtype='float32' for dtype='float16'"):
+        encode_manifest(manifest, world / "vae", tmp_path / "c", dtype="float16",
+                        reuse=cache, **options)  # fmt: skip
+    with pytest.raises(InvalidInputError, match="not a latent cache"):
+        encode_manifest(manifest, world / "vae", tmp_path / "d", reuse=tmp_path, **options)
+    command = ["data", "encode", str(manifest), "--vae", str(other), "--out",
+               str(tmp_path / "e"), "--reuse", str(cache), "--device", "cpu"]  # fmt: skip
+    assert main(command) == 1
+    err = capsys.readouterr().err.strip()
+    assert "another VAE" in err and "\n" not in err
+    assert not (tmp_path / "e").exists()
+
+
 def test_crops_are_reproducible_per_seed_epoch_and_index(cache):
     index = read_index(cache)
     dataset = LatentClipDataset(cache, 100, seed=3)  # 0.25 s; clips have 80 to 200 frames

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 SCRIPTS = Path(__file__).parents[2] / "scripts" / "world"
 
@@ -37,14 +39,24 @@ def test_the_smoke_build_trains_every_step_and_packs_a_float16_model(tmp_path: P
     scale = build.SCALES["smoke"]
     record = build.build(work, scale, "cpu", {"stage3": 5.0}, ablations=True)
     steps = record["steps"]
-    for name in ("world", "vae", "tagger", "clap", "stage1", "stage2", "stage3", "package",
-                 "table1-no-stage1", "table1-unfiltered", "fig2-pixart-s"):  # fmt: skip
+    for name in ("world", "vae", "decoder", "tagger", "clap", "stage1", "stage2", "stage3",
+                 "package", "table1-no-stage1", "table1-unfiltered", "fig2-pixart-s"):  # fmt: skip
         assert steps[name]["done"], name
     assert steps["stage3"]["overrides"][-1] == "run.max_minutes=5.0"
     assert steps["table1-no-stage1"]["steps"] == sum(scale.stage_steps[:2])
     index = json.loads((work / "default_model" / "ezaudio.json").read_text())
     assert index["sampling"]["steps"] == 25 and index["name"] == "ezaudio-s-world"
     assert sorted(record["thresholds"]) == ["q15", "q30", "q50"]
+    # The package holds the fine-tuned decoder beside the VAE's own encoder.
+    packed = load_file(work / "default_model" / "vae" / "model.safetensors")
+    tuned = load_file(work / "decoder" / "model" / "model.safetensors")
+    trained = load_file(work / "vae" / "model" / "model.safetensors")
+    for key, value in packed.items():
+        assert value.dtype == torch.float16
+        assert torch.equal(value, tuned[key].half())
+        if key.startswith("encoder."):
+            assert torch.equal(value, trained[key].half())
+    assert any(not torch.equal(tuned[k], trained[k]) for k in tuned if k.startswith("decoder."))
     # Fig. 2: every kept checkpoint of a run gets a validation loss.
     val_loss = load("val_loss")
     rows = val_loss.validation_losses(work / "fig2-ezaudio-s", split="valid", batches=1)

@@ -41,6 +41,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     encode.add_argument("--dtype", choices=["float32", "float16"], default="float32",
                         help="storage type of mean and std (default: float32)")  # fmt: skip
     encode.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
+    encode.add_argument("--reuse", metavar="CACHE",
+                        help="a cache of the same VAE: copy the posteriors of the clips it "
+                        "holds (same id and audio file) instead of encoding them")  # fmt: skip
     encode.add_argument("--quiet", action="store_true", help="no progress bar")
     encode.set_defaults(handler=run_encode)
 
@@ -69,13 +72,16 @@ def run_encode(args: argparse.Namespace) -> None:
     index = encode_manifest(
         args.manifest, args.vae, args.out, clip_seconds=args.max_seconds,
         batch_size=args.batch_size, shard_size=args.shard_size, device=args.device,
-        split=args.split, dtype=args.dtype, progress=not args.quiet,
+        split=args.split, dtype=args.dtype, progress=not args.quiet, reuse=args.reuse,
     )  # fmt: skip
     skipped = index["skipped"]
     detail = ", ".join(f"{reason} {count}" for reason, count in skipped.items())
+    reused = f", {index['reused']} reused from {args.reuse}" if args.reuse else ""
     print(
         f"{args.out}: {len(index['clips'])} clips in {index['shards']['total']} shards "
-        f"({index['dtype']}), skipped {sum(skipped.values())}" + (f" ({detail})" if detail else "")
+        f"({index['dtype']}), skipped {sum(skipped.values())}"
+        + (f" ({detail})" if detail else "")
+        + reused
     )
 
 

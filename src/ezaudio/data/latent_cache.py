@@ -34,6 +34,13 @@ as the official loader does per crop), so training crops in latent space
 length of its own is encoded alone, so every cached posterior equals
 ``vae.encode_distribution`` of that file by itself (no batch padding at its end).
 
+Re-captioning without encoding again: ``reuse=`` another complete cache made by the same
+VAE with the same ``max_seconds`` and ``dtype`` (``ezaudio data encode --reuse CACHE``).
+A clip whose id and audio file (as its manifest resolves it) are in that cache takes its
+posterior from there, bit for bit; the others are encoded. So a manifest of new captions
+for already-encoded audio (CLAP-filtered captions at several thresholds, say) costs file
+copies, not encoder passes. Shards record how many clips they reused.
+
 Resuming: shards are written atomically (temp file + rename) and a re-run skips every
 shard already on disk (after checking it was made by the same VAE for the same
 manifest ids) and encodes only the rest. A cache made with another VAE, or other
@@ -116,10 +123,13 @@ def encode_manifest(
     *,
     dtype: str = "float32",
     progress: bool = True,
+    reuse: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Encode the clips of ``manifest`` (only ``split`` when given) into a latent cache.
 
-    ``clip_seconds`` caps each file at its first seconds (None: whole files).
+    ``clip_seconds`` caps each file at its first seconds (None: whole files). ``reuse``:
+    a cache of the same VAE and settings whose posteriors are copied for the clips it
+    holds (same id and audio file) instead of encoding them again.
     Resumes a cache already in ``out_dir``; returns the index (as in ``index.json``).
     """
     from ezaudio.pipeline import resolve_device
@@ -161,6 +171,7 @@ def encode_manifest(
         },
     }
     _check_existing_index(out, header)
+    reused = ReusablePosteriors(reuse, header) if reuse is not None else None
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(f".{SHARD_PREFIX}*.tmp"):  # left by a killed write
         stale.unlink()
@@ -181,7 +192,7 @@ def encode_manifest(
         for number in pending:
             done[number] = _encode_shard(
                 out, number, number * shard_size, shards[number], vae, header,
-                batch_size, max_samples, DTYPES[dtype], bar,
+                batch_size, max_samples, DTYPES[dtype], bar, reused,
             )  # fmt: skip
             index = _write_index(out, header, done, len(shards))
     finally:
@@ -284,11 +295,25 @@ def _encode_shard(
     max_samples: int | None,
     dtype: torch.dtype,
     bar: tqdm,
+    reused: ReusablePosteriors | None = None,
 ) -> dict[str, Any]:
     device = next(vae.parameters()).device
     by_length: dict[int, list[tuple[int, ManifestEntry, np.ndarray]]] = defaultdict(list)
     skipped = []
+    tensors: dict[str, torch.Tensor] = {}
+    clips = []
     for position, entry in enumerate(entries, start=first):
+        stored = reused.take(entry) if reused is not None else None
+        if stored is not None:  # the same file's posterior from the other cache
+            key = f"{position:08d}"
+            for part, tensor in stored.items():
+                tensors[f"{key}.{part}"] = tensor
+            clips.append({
+                "id": entry.id, "caption": entry.caption, "split": entry.split,
+                "shard": shard_name(number), "key": key, "frames": stored["mean"].shape[-1],
+            })  # fmt: skip
+            bar.update(1)
+            continue
         audio, failure = _load_clip(entry, vae.sample_rate, max_samples)
         if audio is None:
             reason, detail = failure
@@ -300,8 +325,7 @@ def _encode_shard(
             audio = np.pad(audio, (0, vae.hop_length - len(audio)))
         by_length[len(audio)].append((position, entry, audio))
 
-    tensors: dict[str, torch.Tensor] = {}
-    clips = []
+    reused_here = len(clips)
     for length in sorted(by_length):
         group = by_length[length]
         for start in range(0, len(group), batch_size):
@@ -326,6 +350,7 @@ def _encode_shard(
         "ids": [entry.id for entry in entries],
         "clips": clips,
         "skipped": skipped,
+        "reused": reused_here,
     }
     metadata = {METADATA_KEY: json.dumps(meta, ensure_ascii=False)}
     write_atomic(out / shard_name(number), lambda tmp: save_file(tensors, tmp, metadata=metadata))
@@ -343,6 +368,7 @@ def _write_index(
         "complete": len(done) == total,
         "skipped": dict(sorted(Counter(item["reason"] for item in skipped_files).items())),
         "skipped_files": skipped_files,
+        "reused": sum(done[number].get("reused", 0) for number in done),
         "clips": clips,
     }
     text = json.dumps(index, indent=1, ensure_ascii=False) + "\n"
@@ -375,6 +401,54 @@ def read_index(folder: str | os.PathLike[str], require_complete: bool = True) ->
             f"{shards.get('total')} shards); re-run `ezaudio data encode` to finish it"
         )
     return index
+
+
+class ReusablePosteriors:
+    """The posteriors of a finished cache, looked up by clip id and audio file.
+
+    Refuses (:class:`InvalidInputError`) a cache of another VAE, ``max_seconds`` or
+    ``dtype`` than ``header``'s, and one whose manifest cannot be read any more (its audio
+    files are what identifies a clip)."""
+
+    def __init__(self, folder: str | os.PathLike[str], header: dict[str, Any]) -> None:
+        self.folder = Path(folder)
+        index = read_index(self.folder)
+        if index["vae"]["fingerprint"] != header["vae"]["fingerprint"]:
+            raise InvalidInputError(
+                f"{self.folder}: cannot reuse a cache encoded with another VAE "
+                f"(fingerprint {index['vae']['fingerprint'][:12]})"
+            )
+        for name in ("max_seconds", "dtype"):
+            before = index["dtype"] if name == "dtype" else index["settings"]["max_seconds"]
+            now = header["dtype"] if name == "dtype" else header["settings"]["max_seconds"]
+            if before != now:
+                raise InvalidInputError(
+                    f"{self.folder}: cannot reuse a cache encoded with {name}={before!r} "
+                    f"for {name}={now!r}"
+                )
+        settings = index["settings"]
+        audio = {
+            entry.id: entry.audio.resolve()
+            for entry in read_manifest(settings["manifest"], split=settings["split"])
+        }
+        self.clips = {
+            (clip["id"], audio[clip["id"]]): clip for clip in index["clips"] if clip["id"] in audio
+        }
+        self._handles: dict[str, Any] = {}
+
+    def take(self, entry: ManifestEntry) -> dict[str, torch.Tensor] | None:
+        """``mean``, ``std`` [C, L] and ``valid`` [L] of ``entry``'s file, or None."""
+        clip = self.clips.get((entry.id, entry.audio.resolve()))
+        if clip is None:
+            return None
+        if clip["shard"] not in self._handles:
+            self._handles[clip["shard"]] = safe_open(
+                str(self.folder / clip["shard"]), framework="pt"
+            )
+        handle = self._handles[clip["shard"]]
+        return {
+            part: handle.get_tensor(f"{clip['key']}.{part}") for part in ("mean", "std", "valid")
+        }
 
 
 # ---- reading --------------------------------------------------------------------------------

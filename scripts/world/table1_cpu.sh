@@ -86,4 +86,7 @@ for row in $ROWS; do
         --steps 25 --guidance-scale 3 --guidance-rescale 0.5 \
         --clips "$CLIPS" --skip sweep edit --quiet > "logs/measure-$row.log" 2>&1
 done
-python "$REPO/scripts/world/table1_summary.py" $ROWS --out table1
+# The text-conditioned loss of every row on the same clean validation captions.
+[ -f val_loss.json ] || python "$REPO/scripts/world/val_loss.py" $ROWS --latents latents/clean \
+    --batches 8 --out val_loss.json > logs/val_loss.log 2>&1
+python "$REPO/scripts/world/table1_summary.py" $ROWS --val-loss val_loss.json --out table1

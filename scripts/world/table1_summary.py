@@ -4,7 +4,8 @@
 
 Each ``ROW`` is a training run folder with ``metrics.jsonl``, ``recipe.yaml`` and
 ``measure/results.json`` (``scripts/world/measure.py``). Writes ``OUT.json`` (every number)
-and ``OUT.md`` (a Markdown table): the run's steps and training pairs, FD, KL, IS, CLAP and
+and ``OUT.md`` (a Markdown table): the run's steps and training pairs, its validation loss
+(``--val-loss``: the output of ``scripts/world/val_loss.py``), FD, KL, IS, CLAP and
 prompt adherence (one-event template recall, all-clip template precision and recall,
 paraphrase recall), with the real test clips' ceiling below.
 """
@@ -45,8 +46,9 @@ def training_pairs(run: Path) -> int | None:
     return sum(1 for clip in clips if split is None or clip.get("split") == split)
 
 
-def row(run: Path) -> dict[str, Any]:
-    """One table row: training facts and the measured numbers of ``run``."""
+def row(run: Path, val_loss: dict[str, list[dict]] | None = None) -> dict[str, Any]:
+    """One table row: training facts and the measured numbers of ``run`` (``val_loss``:
+    ``scripts/world/val_loss.py`` output; the row gets its last checkpoint's loss)."""
     recipe = yaml.safe_load((run / "recipe.yaml").read_text())
     results = json.loads((run / "measure" / "results.json").read_text())
     metrics = results["protocol"]["metrics"]
@@ -59,6 +61,7 @@ def row(run: Path) -> dict[str, Any]:
         "run": run.name,
         "init_from": recipe["model"].get("init_from"),
         "steps": run_steps(run),
+        "val_loss": (val_loss or {}).get(run.name, [{"loss": None}])[-1]["loss"],
         "pairs": training_pairs(run),
         "clips": metrics["clips"],
         "fd": metrics["fd"],
@@ -81,8 +84,8 @@ def row(run: Path) -> dict[str, Any]:
 
 
 COLUMNS = (
-    ("run", "{}"), ("steps", "{}"), ("pairs", "{}"), ("fd", "{:.1f}"), ("kl", "{:.2f}"),
-    ("is", "{:.2f}"), ("clap", "{:.3f}"), ("one_event_recall", "{:.3f}"),
+    ("run", "{}"), ("steps", "{}"), ("pairs", "{}"), ("val_loss", "{:.4f}"), ("fd", "{:.1f}"),
+    ("kl", "{:.2f}"), ("is", "{:.2f}"), ("clap", "{:.3f}"), ("one_event_recall", "{:.3f}"),
     ("template_precision", "{:.3f}"), ("template_recall", "{:.3f}"),
     ("paraphrase_recall", "{:.3f}"),
 )  # fmt: skip
@@ -110,12 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="training run folders")
     parser.add_argument("--out", required=True, type=Path, help="output stem (.json, .md)")
+    parser.add_argument("--val-loss", type=Path, help="val_loss.py output for the rows")
     args = parser.parse_args(argv)
     missing = [str(r) for r in args.runs if not (r / "measure" / "results.json").is_file()]
     if missing:
         print(f"error: not measured: {', '.join(missing)}", file=sys.stderr)
         return 1
-    rows = [row(r) for r in args.runs]
+    val_loss = json.loads(args.val_loss.read_text()) if args.val_loss else None
+    rows = [row(r, val_loss) for r in args.runs]
     args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
     args.out.with_suffix(".md").write_text(markdown(rows))
     print(markdown(rows), end="")

@@ -22,9 +22,16 @@ sys.path.insert(0, str(REPO / "src"))
 
 
 def validation_losses(
-    run_dir: Path, split: str = "valid", batches: int = 4, seed: int = 1234
+    run_dir: Path,
+    split: str = "valid",
+    batches: int = 4,
+    seed: int = 1234,
+    latents: Path | None = None,
 ) -> list[dict]:
-    """[{"step": s, "loss": mean loss}] for every checkpoint of ``run_dir``, in step order."""
+    """[{"step": s, "loss": mean loss}] for every checkpoint of ``run_dir``, in step order.
+
+    ``latents``: score on this latent cache's ``split`` instead of the run's own cache (runs
+    trained on different captions, scored on the same clean ones)."""
     import torch
 
     from ezaudio.train import checkpointing as ckpt
@@ -33,7 +40,8 @@ def validation_losses(
 
     recipe = load_recipe(
         run_dir / "recipe.yaml",
-        [f"data.split={split}", "model.init_from=null", f"run.output_dir={run_dir}"],
+        [f"data.split={split}", "model.init_from=null", f"run.output_dir={run_dir}"]
+        + ([f"data.latents={Path(latents).resolve()}"] if latents is not None else []),
     )
     trainer = DiTTrainer(recipe)
     model = trainer.accelerator.unwrap_model(trainer.model)
@@ -93,9 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     parser.add_argument("--batches", type=int, default=4, help="validation batches per point")
     parser.add_argument("--split", default="valid")
+    parser.add_argument("--latents", type=Path, help="score on this latent cache's split")
     parser.add_argument("--plot", type=Path, help="also draw the curves into this PNG")
     args = parser.parse_args(argv)
-    result = {run.name: validation_losses(run, args.split, args.batches) for run in args.runs}
+    result = {
+        run.name: validation_losses(run, args.split, args.batches, latents=args.latents)
+        for run in args.runs
+    }
     args.out.write_text(json.dumps(result, indent=2))
     if args.plot:
         plot_curves(result, args.plot)

@@ -65,15 +65,20 @@ def make_run(work: Path, name: str, steps: int, split_sizes: dict[str, int], fd:
 def test_rows_are_collected_with_their_steps_pairs_and_scores(tmp_path: Path, capsys) -> None:
     q30 = make_run(tmp_path, "q30", 800, {"train": 7}, fd=123.45)
     unfiltered = make_run(tmp_path, "unfiltered", 800, {"train": 10, "valid": 3}, fd=150.0)
-    assert summary.main([str(q30), str(unfiltered), "--out", str(tmp_path / "table1")]) == 0
+    losses = {"q30": [{"step": 700, "loss": 0.9}, {"step": 800, "loss": 0.61234}]}
+    (tmp_path / "val_loss.json").write_text(json.dumps(losses))
+    command = [str(q30), str(unfiltered), "--out", str(tmp_path / "table1")]
+    assert summary.main([*command, "--val-loss", str(tmp_path / "val_loss.json")]) == 0
     rows = json.loads((tmp_path / "table1.json").read_text())
     assert [(r["run"], r["steps"], r["pairs"]) for r in rows] == [
         ("q30", 800, 7), ("unfiltered", 800, 10)
     ]  # fmt: skip
     assert rows[0]["fd"] == 123.45 and rows[0]["one_event_recall"] == 0.6
+    assert rows[0]["val_loss"] == 0.61234 and rows[1]["val_loss"] is None
     assert rows[0]["paraphrase_recall"] == 0.44 and rows[0]["ceiling"]["one_event_recall"] == 0.99
     table = (tmp_path / "table1.md").read_text().splitlines()
-    assert table[2].startswith("| q30 | 800 | 7 | 123.5 | 2.00 | 3.00 | 0.500 | 0.600 |")
+    assert table[2].startswith("| q30 | 800 | 7 | 0.6123 | 123.5 | 2.00 | 3.00 | 0.500 | 0.600 |")
+    assert table[3].startswith("| unfiltered | 800 | 10 | - | 150.0 |")
     assert table[-1].startswith("| real clips |") and "0.990" in table[-1]
     assert capsys.readouterr().out.splitlines() == table
 

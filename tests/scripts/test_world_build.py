@@ -61,6 +61,10 @@ def test_the_smoke_build_trains_every_step_and_packs_a_float16_model(tmp_path: P
     val_loss = load("val_loss")
     rows = val_loss.validation_losses(work / "fig2-ezaudio-s", split="valid", batches=1)
     assert [row["step"] for row in rows] == [2, 4] and all(row["loss"] > 0 for row in rows)
+    # Scored on another cache's clips (here the same clean cache under its own path).
+    clean = work / "latents" / "clean"
+    same = val_loss.validation_losses(work / "fig2-ezaudio-s", "valid", 1, latents=clean)
+    assert same == rows
     # A second call finds every step done and trains nothing.
     again = build.build(work, scale, "cpu", {}, ablations=True)
     assert again["steps"]["stage1"] == steps["stage1"]

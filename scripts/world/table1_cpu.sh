@@ -67,15 +67,24 @@ train() {  # NAME STAGE LATENTS STEPS INIT
         --set model.init_from="$5" --set run.checkpoint_every=100 \
         --set run.output_dir="$1" "${resume[@]}" >> "logs/$1.log" 2>&1
 }
-pair() {  # two runs side by side; a failure of either stops the script
-    eval "train $1" & local first=$!
-    eval "train $2" & local second=$!
-    wait "$first"
-    wait "$second"
+# Two lanes, so that no core idles while no-stage1 trains its double length: lane B runs
+# stage 1 and then two rows from it; lane A no-stage1 and then (stage 1 being done) two more.
+lane_b() {
+    train stage1 1 clean "$STEPS1" null
+    train unfiltered 2 noisy "$STEPS2" stage1/model
+    train q15 2 noisy-q15 "$STEPS2" stage1/model
 }
-pair 'stage1 1 clean "$STEPS1" null' 'no-stage1 2 noisy-q30 $((STEPS1 + STEPS2)) null'
-pair 'unfiltered 2 noisy "$STEPS2" stage1/model' 'q15 2 noisy-q15 "$STEPS2" stage1/model'
-pair 'q30 2 noisy-q30 "$STEPS2" stage1/model' 'q50 2 noisy-q50 "$STEPS2" stage1/model'
+lane_a() {  # LANE_B_PID
+    train no-stage1 2 noisy-q30 $((STEPS1 + STEPS2)) null
+    while [ ! -d stage1/model ] && kill -0 "$1" 2>/dev/null; do sleep 10; done
+    [ -d stage1/model ] || return 1
+    train q30 2 noisy-q30 "$STEPS2" stage1/model
+    train q50 2 noisy-q50 "$STEPS2" stage1/model
+}
+lane_b & b=$!
+lane_a "$b" & a=$!
+wait "$a"
+wait "$b"
 
 ROWS="no-stage1 unfiltered q15 q30 q50"
 for row in $ROWS; do

@@ -212,14 +212,25 @@ def _check_existing_index(out: Path, header: dict[str, Any]) -> None:
             f"{old_print[:12]}, {header['vae']['folder']} has {new_print[:12]}); "
             "use a new output folder or delete this one"
         )
-    for name in (*RESUME_SETTINGS, "dtype"):
+    for name, before, now in _setting_changes(old, header, (*RESUME_SETTINGS, "dtype")):
+        raise InvalidInputError(
+            f"{out}: this latent cache was encoded with {name}={before!r}, not {now!r}; "
+            "re-run with the same settings to resume, or use a new output folder"
+        )
+
+
+def _setting_changes(
+    old: dict[str, Any], header: dict[str, Any], names: Sequence[str]
+) -> list[tuple[str, Any, Any]]:
+    """(name, old value, new value) of each setting in ``names`` (``dtype`` or a
+    ``settings`` key) that differs between an existing index and this run's header."""
+    changes = []
+    for name in names:
         before = old["dtype"] if name == "dtype" else old["settings"].get(name)
         now = header["dtype"] if name == "dtype" else header["settings"][name]
         if before != now:
-            raise InvalidInputError(
-                f"{out}: this latent cache was encoded with {name}={before!r}, not {now!r}; "
-                "re-run with the same settings to resume, or use a new output folder"
-            )
+            changes.append((name, before, now))
+    return changes
 
 
 def _finished_shards(
@@ -418,14 +429,11 @@ class ReusablePosteriors:
                 f"{self.folder}: cannot reuse a cache encoded with another VAE "
                 f"(fingerprint {index['vae']['fingerprint'][:12]})"
             )
-        for name in ("max_seconds", "dtype"):
-            before = index["dtype"] if name == "dtype" else index["settings"]["max_seconds"]
-            now = header["dtype"] if name == "dtype" else header["settings"]["max_seconds"]
-            if before != now:
-                raise InvalidInputError(
-                    f"{self.folder}: cannot reuse a cache encoded with {name}={before!r} "
-                    f"for {name}={now!r}"
-                )
+        for name, before, now in _setting_changes(index, header, ("max_seconds", "dtype")):
+            raise InvalidInputError(
+                f"{self.folder}: cannot reuse a cache encoded with {name}={before!r} "
+                f"for {name}={now!r}"
+            )
         settings = index["settings"]
         audio = {
             entry.id: entry.audio.resolve()

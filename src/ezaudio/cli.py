@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -167,13 +168,19 @@ def _load_pipeline(args: argparse.Namespace):
 
 
 def _quiet_transformers() -> None:
-    try:
-        from transformers.utils import logging as hf_logging
+    """Our own progress bars and messages only, without importing transformers (seconds)."""
+    if "transformers" not in sys.modules:  # both read when transformers is imported
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        if "huggingface_hub" in sys.modules:  # too late for its environment variable
+            from huggingface_hub.utils import disable_progress_bars
 
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        pass
+            disable_progress_bars()
+        return
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def _sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:

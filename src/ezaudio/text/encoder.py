@@ -39,6 +39,8 @@ from ezaudio.errors import CheckpointError, InvalidInputError
 #: Kinds of text encoder and the paddings a :class:`TextEncoder` accepts.
 KINDS = ("t5", "bert")
 PADDINGS = ("max_length", "longest")
+#: How :meth:`TextEncoder.from_pretrained` builds the network (see its ``backend``).
+BACKENDS = ("auto", "builtin", "transformers")
 
 #: Official EzAudio tokenisation length.
 DEFAULT_MAX_LENGTH = 100
@@ -222,6 +224,7 @@ class TextEncoder(nn.Module):
         dtype: torch.dtype | None = None,
         local_files_only: bool | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        backend: str = "auto",
     ) -> TextEncoder:
         """Load a text encoder from a MiniLM alias, a local folder or a hub id.
 
@@ -242,6 +245,13 @@ class TextEncoder(nn.Module):
                 (picks up updates), fall back to the cache when it is unreachable.
                 ``HF_HUB_OFFLINE=1`` or ``TRANSFORMERS_OFFLINE=1`` forces True.
             cache_dir: hub cache folder (default: the Hugging Face default cache).
+            backend: ``'auto'`` (default): local folders holding a plain BERT encoder
+                (``ezaudio.text.bert.unsupported_reason``; the MiniLM among them) load
+                with the built-in BERT and the checkpoint's ``tokenizer.json``, which
+                skips importing ``transformers`` (seconds on a small CPU) and gives the
+                same states; everything else loads with ``transformers``.
+                ``'builtin'``: the built-in BERT or an error; ``'transformers'``: always
+                ``transformers``.
 
         Raises:
             CheckpointError: the source is missing, not a model, not cached while
@@ -254,16 +264,15 @@ class TextEncoder(nn.Module):
             _check_padding(padding)
         if max_length is not None:
             _check_max_length(max_length)
+        _check_backend(backend)
         name = os.fspath(name_or_path)
         folder, display_name = _resolve_local(name)
         if folder is not None:
             settings = _read_settings(folder)
-            loaded = _load_parts(
-                str(folder),
-                display_name,
-                kind or settings.get("kind"),
-                dtype,
-                local_files_only=True,
+            loaded = _load_local(folder, display_name, kind or settings.get("kind"), dtype, backend)
+        elif backend == "builtin":
+            raise CheckpointError(
+                f"{name}: the built-in BERT loads local folders only; use backend='auto'"
             )
         else:
             settings = {}
@@ -287,6 +296,14 @@ def _check_kind(kind: str) -> str:
     if kind not in KINDS:
         raise InvalidInputError(f"text encoder kind must be one of {list(KINDS)}, got {kind!r}")
     return kind
+
+
+def _check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise InvalidInputError(
+            f"text encoder backend must be one of {list(BACKENDS)}, got {backend!r}"
+        )
+    return backend
 
 
 def _check_padding(padding: str) -> str:
@@ -534,6 +551,22 @@ def _infer_kind(config: Any, requested: str | None, where: str) -> str:
             "kind 'bert' needs an encoder-only model"
         )
     return requested
+
+
+def _load_local(
+    folder: Path, where: str, kind: str | None, dtype: torch.dtype | None, backend: str
+) -> tuple[Any, nn.Module, str]:
+    """Load a local folder with the built-in BERT when it qualifies, else ``transformers``."""
+    if backend != "transformers":
+        from ezaudio.text import bert
+
+        reason = "kind 't5' is not BERT" if kind == "t5" else bert.unsupported_reason(folder)
+        if reason is None:
+            tokenizer, model = bert.load_bert(folder, dtype or torch.float32)
+            return tokenizer, model, "bert"
+        if backend == "builtin":
+            raise CheckpointError(f"{where}: the built-in BERT cannot load it ({reason})")
+    return _load_parts(str(folder), where, kind, dtype, local_files_only=True)
 
 
 def _load_parts(

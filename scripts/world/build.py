@@ -3,6 +3,8 @@
     python scripts/world/build.py WORK                      # everything, resumable
     python scripts/world/build.py WORK --ablations          # + Table I and Fig. 2 runs
     python scripts/world/build.py WORK --scale smoke        # a minutes-long dry run on a CPU
+    python scripts/world/build.py WORK --until vae          # stop after the VAE (and evaluators)
+    python scripts/world/build.py WORK --vae-from VAE       # the VAE run goes on from VAE
     python scripts/world/build.py WORK --scale cpu --budget-minutes vae=150
         # no GPU: run again in each session; the build goes past the VAE once it has
         # trained its 12000 steps (docs/results.md, the CPU attempt)
@@ -53,6 +55,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = REPO / "recipes" / "world"
 DEFAULT_NAME = "ezaudio-s-world"
+#: Steps ``--until`` can stop after (the evaluators are trained with the VAE; the CLAP filter
+#: with the latents).
+UNTIL_STEPS = ("world", "vae", "decoder", "latents", "stage1", "stage2")
 # Sampling defaults of the shipped model: 25 DDIM steps keep 10 s of audio under 10 s on a
 # 2-core CPU; guidance and rescale from the Fig. 3 sweep (docs/results.md).
 DEFAULT_SAMPLING = {"steps": 25, "guidance_scale": 3.0, "guidance_rescale": 0.5, "seconds": 10.0}
@@ -147,8 +152,16 @@ SCALES = {
 class Build:
     """One build folder: runs steps, skips finished ones, records what happened."""
 
-    def __init__(self, work: Path, scale: Scale, device: str, budgets: dict[str, float]):
+    def __init__(
+        self,
+        work: Path,
+        scale: Scale,
+        device: str,
+        budgets: dict[str, float],
+        vae_from: Path | None = None,
+    ):
         self.work = work.resolve()
+        self.vae_from = vae_from.resolve() if vae_from is not None else None
         self.scale = scale
         self.device = device
         self.budgets = budgets
@@ -376,6 +389,8 @@ class Build:
             f"optim.batch_size={s.vae_batch}",
             f"run.checkpoint_every={s.checkpoint_every}",
         ]
+        if self.vae_from is not None:  # go on from a VAE trained in an earlier session
+            vae_sets.append(f"model.init_from={self.vae_from}")
         if not self.done("vae"):
             self.train_jobs_with_extra(
                 {"vae": ("train-vae", RECIPES / "vae.yaml", vae_sets, "vae")},
@@ -588,17 +603,38 @@ def build(
     ablations: bool,
     evaluators: Path | None = None,
     filtered: Path | None = None,
+    until: str | None = None,
+    vae_from: Path | None = None,
 ):
     """Run every step of the build (see the module docstring). ``evaluators`` / ``filtered``:
-    a tagger + CLAP / CLAP-filtered manifests made elsewhere on the same world."""
-    b = Build(work, scale, device, budgets)
+    a tagger + CLAP / CLAP-filtered manifests made elsewhere on the same world. ``until``:
+    stop after that step (one of :data:`UNTIL_STEPS`). ``vae_from``: the VAE run starts
+    from these weights (a VAE trained in an earlier session) instead of from scratch."""
+    if until is not None and until not in UNTIL_STEPS:
+        raise SystemExit(f"--until must be one of {', '.join(UNTIL_STEPS)}, got {until!r}")
+    b = Build(work, scale, device, budgets, vae_from)
+    b.record.pop("until", None)  # an earlier call's
     s = scale
+
+    def stop(step: str) -> bool:
+        if step != until:
+            return False
+        b.record["until"] = step
+        b.save()
+        return True
+
     b.world()
+    if stop("world"):
+        return b.record
     if evaluators is not None:
         b.use_evaluators(evaluators)
     # With filtered manifests from elsewhere the evaluators are not needed for the build.
     b.vae_and_evaluators(evaluators=filtered is None)
+    if stop("vae"):
+        return b.record
     b.decoder()
+    if stop("decoder"):
+        return b.record
     world = b.path("world")
     main = f"q{round(s.main_quantile * 100):02d}"
     clean = {"clean": world / "all.jsonl"}
@@ -614,6 +650,8 @@ def build(
     if ablations:
         manifests["noisy"] = world / "train_noisy.jsonl"
     b.latents(manifests)
+    if stop("latents"):
+        return b.record
     n1, n2, n3 = s.stage_steps
     first = {
         "stage1": ("train", RECIPES / "stage1.yaml", b.dit_sets(1, "clean", n1, None), "stage1")
@@ -637,6 +675,8 @@ def build(
     # The run without stage 1 goes on through the stage-2 window: the same wall time.
     no_stage1 = ("table1-no-stage1",) if ablations else ()
     b.train_jobs_with_extra(first, "dit", carry_on=no_stage1)
+    if stop("stage1"):
+        return b.record
     stage1 = str(b.path("stage1", "model"))
     second = {
         "stage2": (
@@ -663,6 +703,8 @@ def build(
                     "stage2",
                 )
     b.train_jobs_with_extra(second, "dit")
+    if stop("stage2"):
+        return b.record
     third = {
         "stage3": (
             "train",
@@ -717,6 +759,18 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FOLDER",
         help="copy the packaged model here at the end (src/ezaudio/default_model ships it)",
     )
+    parser.add_argument(
+        "--until",
+        choices=UNTIL_STEPS,
+        help="stop after this step (e.g. vae: a GPU session that only trains the VAE)",
+    )
+    parser.add_argument(
+        "--vae-from",
+        type=Path,
+        metavar="FOLDER",
+        help="start the VAE run from this VAE (one trained in an earlier session on the same "
+        "world) instead of from scratch",
+    )
     args = parser.parse_args(argv)
     scale = SCALES[args.scale]
     from dataclasses import replace
@@ -729,9 +783,17 @@ def main(argv: list[str] | None = None) -> int:
         key, _, value = item.partition("=")
         budgets[key] = float(value)
     record = build(
-        args.work, scale, args.device, budgets, args.ablations, args.evaluators, args.filtered
+        args.work,
+        scale,
+        args.device,
+        budgets,
+        args.ablations,
+        args.evaluators,
+        args.filtered,
+        args.until,
+        args.vae_from,
     )
-    if args.install:
+    if args.install and args.until is None:
         if args.install.exists():
             shutil.rmtree(args.install)
         shutil.copytree(args.work / "default_model", args.install)

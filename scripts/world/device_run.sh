@@ -9,6 +9,12 @@
 #
 #   OUT=/tmp/out bash scripts/world/device_run.sh
 #
+# A session that only trains the VAE (docs/results.md, "What the VAE loses"), and a later
+# one that goes on from it (the returned partial_vae/ carried in) and builds the rest:
+#
+#   SKIP_BENCH=1 UNTIL=vae VAE_MIN=11 BUILD_SECONDS=780 OUT=/tmp/out bash scripts/world/device_run.sh
+#   SKIP_BENCH=1 VAE_FROM=.devcarry/vae VAE_MIN=3 OUT=/tmp/out bash scripts/world/device_run.sh
+#
 # What it expects in .devcarry/ (ignored by git; scripts/world/prepare_device_carry.sh
 # makes it):
 #   whl/     soundfile, soxr, cffi, pycparser wheels for the machine's Python
@@ -40,10 +46,12 @@ SECONDS=0
 python3 -m ezaudio.cli data synth "$WORK/world" --clips "$CLIPS" --seed 0 --workers 14 --quiet \
     > "$PACK/synth.log" 2>&1 &
 SYNTH=$!
-timeout "${BENCH_SECONDS:-90}" python3 benchmarks/gpu_train_memory.py \
-    --out "$PACK/gpu_train_memory.json" --max-seconds "${BENCH_BUDGET:-60}" ${BENCH_ARGS:-} \
-    > "$PACK/gpu_train_memory.log" 2>&1
-echo "benchmark exit $? at ${SECONDS}s" >> "$PACK/machine.txt"
+if [ -z "${SKIP_BENCH:-}" ]; then
+    timeout "${BENCH_SECONDS:-90}" python3 benchmarks/gpu_train_memory.py \
+        --out "$PACK/gpu_train_memory.json" --max-seconds "${BENCH_BUDGET:-60}" ${BENCH_ARGS:-} \
+        > "$PACK/gpu_train_memory.log" 2>&1
+    echo "benchmark exit $? at ${SECONDS}s" >> "$PACK/machine.txt"
+fi
 wait $SYNTH
 echo "synth exit $? at ${SECONDS}s" >> "$PACK/machine.txt"
 
@@ -52,7 +60,8 @@ timeout "${BUILD_SECONDS:-480}" python3 scripts/world/build.py "$WORK" --clips "
     --scale "${SCALE:-full}" --device "${DEVICE:-auto}" ${BUILD_ARGS:---batch 128 --vae-batch 64 --evaluator-steps 800} \
     --budget-minutes vae="${VAE_MIN:-2.75}" --budget-minutes decoder="${DEC_MIN:-0.5}" \
     --budget-minutes stage1="${S1_MIN:-1.25}" --budget-minutes stage2="${S2_MIN:-1.25}" \
-    --budget-minutes stage3="${S3_MIN:-0.5}" > "$PACK/build.log" 2>&1
+    --budget-minutes stage3="${S3_MIN:-0.5}" ${UNTIL:+--until "$UNTIL"} \
+    ${VAE_FROM:+--vae-from "$VAE_FROM"} > "$PACK/build.log" 2>&1
 echo "build exit $? at ${SECONDS}s" >> "$PACK/machine.txt"
 # Cut short: keep the latest model folder there is (float16), and the VAE on its own, so
 # that a later session can start from them (`model.init_from`, `model.vae`).

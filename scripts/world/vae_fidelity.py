@@ -7,12 +7,14 @@ Usage (from the repository root; the package need not be installed)::
         --vae VAE [--vae OTHER ...] --out results.json [--clips N] [--threshold 0.5]
 
 For the first ``--clips`` test clips of a world (``ezaudio data synth``), each VAE
-reconstructs every clip from its posterior mean (encode -> decode, the clip's full length)
+reconstructs every clip from its posterior mean (encode -> decode, the clip's full length;
+peak-normalised for the encoder as the DiT's training latents are, unless ``--own-level``)
 and the tagger tags the real and the reconstructed clips. Reported per VAE, for one-event
 clips and for all: the adherence scores of ``scripts/world/measure.py`` (precision / recall
 of the tagged classes against the clip's events) of the real clips (the ceiling) and of the
 reconstructions, their ratio, the share of clips whose tag set is unchanged by the VAE, the
-mean absolute log-mel difference in dB (the tagger's own front end) and the seconds taken.
+mean absolute log-mel difference in dB (the tagger's own front end), the seconds taken, and
+per class of the one-event clips the recall of the real and of the reconstructed clips.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from measure import (
     adherence_scores,
     load_world,
     machine_info,
+    per_class_recall,
     predicted_sets,
     ratios,
     tag_waveforms,
@@ -47,11 +50,18 @@ from ezaudio.train.vae_trainer import read_vae_source
 
 
 @torch.no_grad()
-def reconstruct(vae: WaveformVAE, wave: np.ndarray) -> np.ndarray:
-    """The VAE's decoding of the posterior mean of ``wave`` [S] (at the VAE's rate) -> [S]."""
-    audio = torch.from_numpy(np.asarray(wave, dtype=np.float32))[None, None]  # [1, 1, S]
+def reconstruct(vae: WaveformVAE, wave: np.ndarray, peak_normalise: bool = True) -> np.ndarray:
+    """The VAE's decoding of the posterior mean of ``wave`` [S] (at the VAE's rate) -> [S].
+
+    ``peak_normalise``: encode the clip scaled to peak 1, as ``ezaudio data encode`` does
+    for the DiT's training latents and ``EzAudio.edit`` for its input, and scale the
+    decoding back to the clip's level; False encodes the clip at its own level."""
+    wave = np.asarray(wave, dtype=np.float32)
+    peak = float(np.abs(wave).max()) if peak_normalise and wave.size else 0.0
+    scale = peak if peak > 1e-6 else 1.0
+    audio = torch.from_numpy(wave / scale)[None, None]  # [1, 1, S], peak 1
     mean = vae.encode(audio, sample=False)  # [1, latent_dim, frames]
-    out = vae.decode(mean)[0, 0].numpy()  # [frames * hop]
+    out = vae.decode(mean)[0, 0].numpy() * scale  # [frames * hop], the clip's level
     if out.shape[0] < wave.shape[0]:
         out = np.pad(out, (0, wave.shape[0] - out.shape[0]))
     return out[: wave.shape[0]]
@@ -83,7 +93,9 @@ def fidelity_scores(
     }
 
 
-def measure_vae(vae_folder: Path, world, tagger: Cnn14, threshold: float) -> dict[str, Any]:
+def measure_vae(
+    vae_folder: Path, world, tagger: Cnn14, threshold: float, peak_normalise: bool = True
+) -> dict[str, Any]:
     """Everything reported for one VAE on the world's measured test clips."""
     vae = read_vae_source(vae_folder).eval()
     if vae.sample_rate != world.sample_rate:
@@ -97,7 +109,7 @@ def measure_vae(vae_folder: Path, world, tagger: Cnn14, threshold: float) -> dic
     for clip in world.clips:
         wave, _ = read_audio(clip.clip.audio, world.sample_rate)
         real.append(wave)
-        rebuilt.append(reconstruct(vae, wave))
+        rebuilt.append(reconstruct(vae, wave, peak_normalise))
         differences.append(log_mel_difference_db(tagger, real[-1], rebuilt[-1]))
     vae_seconds = time.perf_counter() - started
     probabilities = {
@@ -114,14 +126,28 @@ def measure_vae(vae_folder: Path, world, tagger: Cnn14, threshold: float) -> dic
             [sets["rebuilt"][i] for i in rows],
             [truth[i] for i in rows],
         )
+    single_truth = [truth[i] for i in single]
+    per_class = {
+        "real": per_class_recall([sets["real"][i] for i in single], single_truth),
+        "reconstructed": per_class_recall([sets["rebuilt"][i] for i in single], single_truth),
+    }
     return {
         "vae": str(vae_folder),
         "parameters": sum(p.numel() for p in vae.parameters()),
         "latent": {"channels": vae.latent_dim, "rate_hz": vae.latent_rate},
         "clips": len(world.clips),
+        "input_level": "peak 1" if peak_normalise else "the clip's own",
         "log_mel_difference_db": float(np.mean(differences)),
         "seconds_encode_decode": round(vae_seconds, 2),
         "subsets": subsets,
+        "per_class_single": {
+            name: {
+                "events": row["events"],
+                "real_recall": row["recall"],
+                "reconstructed_recall": per_class["reconstructed"][name]["recall"],
+            }
+            for name, row in per_class["real"].items()
+        },
     }
 
 
@@ -139,6 +165,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="results JSON file")
     parser.add_argument("--clips", type=int, help="the first N test clips (default: all)")
     parser.add_argument("--threshold", type=float, default=0.5, help="tag probability cut")
+    parser.add_argument(
+        "--own-level",
+        action="store_true",
+        help="encode each clip at its own level, not peak-normalised as the DiT's latents are "
+        "(the measurements of 2026-11-26 were made this way)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.clips is not None and args.clips < 1:
@@ -150,7 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "tagger": str(args.tagger),
             "threshold": args.threshold,
             "machine": machine_info(torch.device("cpu")),
-            "vaes": [measure_vae(folder, world, tagger, args.threshold) for folder in args.vae],
+            "vaes": [
+                measure_vae(folder, world, tagger, args.threshold, not args.own_level)
+                for folder in args.vae
+            ],
         }
     except (EzAudioError, OSError) as error:
         print(f"vae_fidelity: error: {error}", file=sys.stderr)

@@ -79,6 +79,12 @@ def test_a_run_reports_each_vae_against_the_real_clips(inputs, tmp_path, capsys)
         assert subset["ceiling"]["clips"] == subset["reconstructed"]["clips"]
         assert 0.0 <= subset["same_tags_share"] <= 1.0
     assert row["subsets"]["all"]["ceiling"]["clips"] == 3
+    single = row["subsets"]["single"]["ceiling"]["clips"]
+    per_class = row["per_class_single"]
+    assert single >= 1 and per_class  # the first 3 test clips of this world include one
+    assert sum(entry["events"] for entry in per_class.values()) == single
+    for entry in per_class.values():
+        assert 0.0 <= entry["reconstructed_recall"] <= 1.0 and 0.0 <= entry["real_recall"] <= 1.0
 
 
 def test_reconstruction_keeps_the_length(inputs) -> None:
@@ -87,6 +93,16 @@ def test_reconstruction_keeps_the_length(inputs) -> None:
     vae = WaveformVAE.from_pretrained(inputs["vae16000"]).eval()
     wave = np.random.default_rng(0).standard_normal(1234).astype(np.float32) * 0.1
     assert fidelity.reconstruct(vae, wave).shape == (1234,)
+    # peak-normalised for the encoder, then back at the clip's level: linear in the level
+    np.testing.assert_allclose(
+        fidelity.reconstruct(vae, 3.0 * wave),
+        3.0 * fidelity.reconstruct(vae, wave),
+        rtol=1e-4,
+        atol=1e-6,
+    )
+    own = fidelity.reconstruct(vae, wave, peak_normalise=False)
+    assert own.shape == (1234,) and not np.allclose(own, fidelity.reconstruct(vae, wave))
+    assert np.isfinite(fidelity.reconstruct(vae, np.zeros(640, np.float32))).all()  # silence
 
 
 def test_a_vae_at_another_rate_is_refused_in_one_line(inputs, tmp_path, capsys) -> None:

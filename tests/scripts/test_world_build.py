@@ -110,3 +110,30 @@ def test_side_by_side_jobs_get_their_thread_count(tmp_path: Path, monkeypatch) -
     b.start("one", ["a"], threads=1)
     b.start("all", ["b"])
     assert seen == {"a": "1", "b": None}
+
+
+def test_until_stops_after_its_step_and_vae_from_starts_the_vae_there(tmp_path, monkeypatch):
+    build = load("build")
+    called, vae_sets = [], []
+    monkeypatch.setattr(build.Build, "world", lambda self: called.append("world"))
+    monkeypatch.setattr(build.Build, "decoder", lambda self: called.append("decoder"))
+
+    def vae_runs(self, runs, kind, carry_on=(), threads=None):
+        called.append(kind)
+        vae_sets.extend(runs["vae"][2])
+        self.mark("vae")
+
+    monkeypatch.setattr(build.Build, "train_jobs_with_extra", vae_runs)
+    work, vae = tmp_path / "work", tmp_path / "vae-from-yesterday"
+    scale = build.SCALES["smoke"]
+    for kind in ("tagger", "clap"):  # evaluators already trained
+        build.Build(work, scale, "cpu", {}).mark(kind)
+    record = build.build(work, scale, "cpu", {}, False, until="vae", vae_from=vae)
+    assert called == ["world", "vae"] and record["until"] == "vae"  # no decoder, no stages
+    assert f"model.init_from={vae.resolve()}" in vae_sets
+    assert json.loads((work / "build.json").read_text())["until"] == "vae"
+    with pytest.raises(SystemExit, match="--until must be one of"):
+        build.build(work, scale, "cpu", {}, False, until="stage3")
+    called.clear()
+    assert build.build(work, scale, "cpu", {}, False, until="decoder")["until"] == "decoder"
+    assert called == ["world", "decoder"]  # the VAE is done: not trained again

@@ -14,7 +14,10 @@ of the real audio there (a 2048-sample Hann window), kept where the spectrum is 
 and its two neighbours to log2(frequency), fitted on the train split, is scored on the test
 split in semitones: what a decoder could at best recover from those latents with a linear
 read-out. Beside it: predicting the train mean (chance) and, with ``--vae``, the VAE's own
-decoder (the dominant frequency of the decoded posterior mean at the same frames).
+decoder (the dominant frequency of the decoded posterior mean at the same frames). When
+``--latents`` does not exist yet, the clips the probe needs (the one-event train and test
+clips of the classes) are first encoded into it with ``--vae``, peak-normalised as
+``ezaudio data encode`` does: a few minutes on a CPU for a 2000-clip world.
 """
 
 from __future__ import annotations
@@ -174,9 +177,40 @@ def decoder_pitches(
     return pitches
 
 
+def encode_tonal_clips(world: Path, vae: Path, cache: Path, classes: Sequence[str]) -> Path:
+    """Encode the world's one-event train and test clips of ``classes`` with ``vae`` into
+    the latent cache ``cache`` (``ezaudio data encode``'s code; its manifest is written
+    next to it as ``CACHE.manifest.jsonl``). Returns the manifest."""
+    from ezaudio.data.latent_cache import encode_manifest
+
+    wanted = set()
+    for line in (world / "metadata.jsonl").read_text("utf-8").splitlines():
+        record = json.loads(line)
+        events = record["events"]
+        if record["split"] in ("train", "test") and len(events) == 1:
+            if events[0]["class"] in classes:
+                wanted.add(record["id"])
+    manifest = cache.with_name(cache.name + ".manifest.jsonl")
+    rows = []
+    for line in (world / "all.jsonl").read_text("utf-8").splitlines():
+        row = json.loads(line)
+        if row["id"] in wanted:
+            rows.append(json.dumps({**row, "audio": str((world / row["audio"]).resolve())}))
+    if not rows:
+        raise InvalidInputError(f"{world}: no one-event train or test clips of {list(classes)}")
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text("\n".join(rows) + "\n", "utf-8")
+    encode_manifest(manifest, vae, cache, progress=False)
+    return manifest
+
+
 def probe(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     classes = tuple(args.classes.split(",")) if args.classes else TONAL_CLASSES
+    if not args.latents.exists():
+        if args.vae is None:
+            raise InvalidInputError(f"{args.latents}: no such latent cache; give --vae to make it")
+        encode_tonal_clips(args.world, args.vae, args.latents, classes)
     index, rows = collect(args.world, args.latents, classes)
     train = [row for row in rows if row["split"] == "train"]
     test = [row for row in rows if row["split"] == "test"]
@@ -223,7 +257,13 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("world", type=Path, help="a world folder (ezaudio data synth)")
-    parser.add_argument("--latents", type=Path, required=True, help="a latent cache of the world")
+    parser.add_argument(
+        "--latents",
+        type=Path,
+        required=True,
+        help="a latent cache of the world; when it does not exist, the tonal one-event train "
+        "and test clips are encoded into it with --vae first",
+    )
     parser.add_argument("--out", type=Path, required=True, help="results JSON file")
     parser.add_argument("--vae", type=Path, help="also score this VAE's decoder (the cache's VAE)")
     parser.add_argument("--classes", help=f"comma-separated (default {','.join(TONAL_CLASSES)})")

@@ -109,6 +109,23 @@ def test_a_run_scores_probe_chance_and_decoder(world_and_cache, tmp_path, capsys
     assert set(results["probe_per_class"]) == {"siren"}
 
 
+def test_a_missing_cache_is_encoded_first_with_the_vae(world_and_cache, tmp_path) -> None:
+    cache = tmp_path / "new-cache"
+    argv = [world_and_cache["world"], "--latents", cache, "--vae", world_and_cache["vae"],
+            "--out", tmp_path / "probe.json"]  # fmt: skip
+    assert probe.main([str(a) for a in argv]) == 0
+    encoded = json.loads((cache / "index.json").read_text())
+    assert len(encoded["clips"]) == 7  # the siren clips; the rain clip is left out
+    made = json.loads((tmp_path / "probe.json").read_text())
+    argv[2] = world_and_cache["latents"]  # the fixture's cache of the same clips
+    argv[-1] = tmp_path / "given.json"
+    assert probe.main([str(a) for a in argv]) == 0
+    given = json.loads((tmp_path / "given.json").read_text())
+    assert made["frames"] == given["frames"] and made["frames"]["test"] > 0
+    for key in ("probe", "decoder", "chance"):
+        assert made[key]["median"] == pytest.approx(given[key]["median"], rel=1e-4)
+
+
 def test_too_few_tonal_clips_is_one_line(world_and_cache, tmp_path, capsys) -> None:
     argv = [world_and_cache["world"], "--latents", world_and_cache["latents"], "--classes",
             "rain", "--out", tmp_path / "x.json"]  # fmt: skip
@@ -116,3 +133,9 @@ def test_too_few_tonal_clips_is_one_line(world_and_cache, tmp_path, capsys) -> N
     error = capsys.readouterr().err
     assert error.startswith("latent_pitch_probe: error:") and error.count("\n") == 1
     assert not (tmp_path / "x.json").exists()
+
+
+def test_a_missing_cache_without_a_vae_is_one_line(world_and_cache, tmp_path, capsys) -> None:
+    argv = [world_and_cache["world"], "--latents", tmp_path / "none", "--out", tmp_path / "x"]
+    assert probe.main([str(a) for a in argv]) == 2
+    assert "give --vae to make it" in capsys.readouterr().err

@@ -46,16 +46,26 @@ MAX_FLATNESS = 0.01  # geometric / arithmetic mean of the power spectrum: tonal 
 MARGIN_S = 0.05  # seconds kept clear of the event's onset and offset
 
 
+def power_spectrum(segment: np.ndarray) -> np.ndarray:
+    """|rfft|^2 of a Hann-windowed ``segment`` [N] -> [N/2 + 1]."""
+    return np.abs(np.fft.rfft(segment * np.hanning(len(segment)))) ** 2
+
+
+def peak_log2_hz(power: np.ndarray, sample_rate: int) -> float:
+    """log2 of the frequency of the strongest bin above MIN_BIN of ``power`` [N/2 + 1]."""
+    peak = int(power[MIN_BIN:].argmax()) + MIN_BIN
+    return float(np.log2(peak * sample_rate / (2 * (len(power) - 1))))
+
+
 def dominant_log2_hz(segment: np.ndarray, sample_rate: int) -> float | None:
     """log2 of the strongest frequency of ``segment`` [WINDOW], or None where not tonal."""
-    power = np.abs(np.fft.rfft(segment * np.hanning(len(segment)))) ** 2  # [WINDOW/2 + 1]
+    power = power_spectrum(segment)
     if power.sum() < 1e-6:
         return None
     flatness = np.exp(np.mean(np.log(power + 1e-12))) / np.mean(power)
     if flatness > MAX_FLATNESS:
         return None
-    peak = int(power[MIN_BIN:].argmax()) + MIN_BIN
-    return float(np.log2(peak * sample_rate / len(segment)))
+    return peak_log2_hz(power, sample_rate)
 
 
 def frame_targets(
@@ -145,15 +155,15 @@ def collect(
             wave, rate, hop, mean.shape[1], event["onset"], event["offset"]
         ):
             rows.append({"id": record["id"], "split": record["split"], "class": event["class"],
-                         "audio": world / record["audio"], "frame": frame, "target": pitch,
-                         "features": frame_features(mean, frame), "mean": mean})  # fmt: skip
+                         "frame": frame, "target": pitch, "features": frame_features(mean, frame),
+                         "mean": mean})  # fmt: skip
     return index, rows
 
 
 @torch.no_grad()
 def decoder_pitches(
     vae_folder: Path, rows: list[dict[str, Any]], rate: int, hop: int
-) -> list[float | None]:
+) -> list[float]:
     """The dominant log2 Hz of the VAE's decoding of each row's clip at the row's frame."""
     from ezaudio.train.vae_trainer import read_vae_source
 
@@ -170,10 +180,8 @@ def decoder_pitches(
             decoded[row["id"]] = vae.decode(mean)[0, 0].numpy().astype(np.float64)  # [L * hop]
         wave = decoded[row["id"]]
         start = row["frame"] * hop + hop // 2 - WINDOW // 2
-        segment = wave[start : start + WINDOW]
-        power = np.abs(np.fft.rfft(segment * np.hanning(WINDOW))) ** 2
-        peak = int(power[MIN_BIN:].argmax()) + MIN_BIN  # tonal or not: the decoder's peak
-        pitches.append(float(np.log2(peak * rate / WINDOW)))
+        # tonal or not: the decoder's strongest frequency there
+        pitches.append(peak_log2_hz(power_spectrum(wave[start : start + WINDOW]), rate))
     return pitches
 
 

@@ -134,21 +134,24 @@ class BertSelfAttention(nn.Module):
         return mixed.transpose(1, 2).reshape(batch, length, width)
 
 
-class BertSelfOutput(nn.Module):
-    def __init__(self, config: BertConfig) -> None:
+class ResidualOutput(nn.Module):
+    """Post-LN residual: LayerNorm(dense(x) + residual), after attention and after the MLP
+    (``attention.output`` and ``output`` in the checkpoint names)."""
+
+    def __init__(self, in_features: int, config: BertConfig) -> None:
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(in_features, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
-    def forward(self, mixed: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dense(mixed) + residual)  # post-LN residual
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dense(hidden) + residual)
 
 
 class BertAttention(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.self = BertSelfAttention(config)
-        self.output = BertSelfOutput(config)
+        self.output = ResidualOutput(config.hidden_size, config)
 
     def forward(self, states: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         return self.output(self.self(states, key_mask), states)
@@ -163,22 +166,12 @@ class BertIntermediate(nn.Module):
         return F.gelu(self.dense(states))  # exact (erf) GELU, BERT's "gelu"
 
 
-class BertOutput(nn.Module):
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-
-    def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dense(hidden) + residual)
-
-
 class BertLayer(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.attention = BertAttention(config)
         self.intermediate = BertIntermediate(config)
-        self.output = BertOutput(config)
+        self.output = ResidualOutput(config.intermediate_size, config)
 
     def forward(self, states: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         attended = self.attention(states, key_mask)

@@ -4,7 +4,7 @@ clip, since every clip the DiT makes is decoded by that VAE.
 Usage (from the repository root; the package need not be installed)::
 
     PYTHONPATH=src python scripts/world/vae_fidelity.py WORLD_DIR --tagger TAGGER_FOLDER \\
-        --vae VAE [--vae OTHER ...] --out results.json [--clips N] [--threshold 0.5]
+        --vae VAE [--vae OTHER ...] --out results.json [--clips N] [--one-event] [--threshold 0.5]
 
 For the first ``--clips`` test clips of a world (``ezaudio data synth``), each VAE
 reconstructs every clip from its posterior mean (encode -> decode, the clip's full length;
@@ -20,6 +20,7 @@ per class of the one-event clips the recall of the real and of the reconstructed
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -32,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import (
+    World,
     adherence_scores,
     load_world,
     machine_info,
@@ -151,6 +153,14 @@ def measure_vae(
     }
 
 
+def one_event_only(world: World) -> World:
+    """The world with only its one-event test clips (``total`` still counts them all)."""
+    clips = [clip for clip in world.clips if len(clip.record["events"]) == 1]
+    if not clips:
+        raise InvalidInputError(f"{world.folder}: no one-event clips among those selected")
+    return dataclasses.replace(world, clips=clips)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("world", type=Path, help="a world folder (ezaudio data synth)")
@@ -164,6 +174,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, required=True, help="results JSON file")
     parser.add_argument("--clips", type=int, help="the first N test clips (default: all)")
+    parser.add_argument(
+        "--one-event",
+        action="store_true",
+        help="only the clips with one event (of those --clips selects): a quicker per-class check",
+    )
     parser.add_argument("--threshold", type=float, default=0.5, help="tag probability cut")
     parser.add_argument(
         "--own-level",
@@ -176,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.clips is not None and args.clips < 1:
             raise InvalidInputError(f"--clips must be a positive integer, got {args.clips}")
         world = load_world(args.world, args.clips)
+        if args.one_event:
+            world = one_event_only(world)
         tagger = Cnn14.from_pretrained(args.tagger).eval()
         results = {
             "world": str(args.world),

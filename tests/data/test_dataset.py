@@ -167,6 +167,48 @@ def test_latent_valid_mask_counts_a_frame_with_any_real_sample() -> None:
     assert latent_valid_mask(valid, 4, frames=4)[:, 3].logical_not().all()
 
 
+def test_the_loudest_of_the_crop_candidates_is_kept(tmp_path: Path) -> None:
+    # 4 s of faint noise with one loud second (1.5-2.5 s): four candidates find it far
+    # more often than the uniform crop does
+    wave = noise(4 * RATE, 7, amplitude=0.01)
+    wave[int(1.5 * RATE) : int(2.5 * RATE)] *= 50.0
+    sf.write(tmp_path / "event.wav", wave, RATE, subtype="FLOAT")
+    entries = [ManifestEntry(tmp_path / "event.wav", id="event")]
+
+    def loud_share(candidates: int) -> float:
+        dataset = AudioClipDataset(entries, RATE, CLIP_SECONDS, normalize=False,
+                                   crop_candidates=candidates)  # fmt: skip
+        loud = 0
+        for epoch in range(200):
+            dataset.set_epoch(epoch)
+            starts = dataset.crop_starts(len(wave), 0)
+            assert len(starts) == candidates and dataset.crop_start(len(wave), 0) == starts[0]
+            clip = dataset[0]["audio"][0].numpy()
+            energies = [np.square(wave[s : s + N]).mean() for s in starts]
+            kept = starts[int(np.argmax(energies))]
+            np.testing.assert_array_equal(clip, wave[kept : kept + N])
+            loud += np.abs(clip).max() > 0.1
+        return loud / 200
+
+    uniform, best_of_four = loud_share(1), loud_share(4)
+    assert 0.2 < uniform < 0.5  # starts in [1.0, 2.5) s of [0, 3.5] touch the loud part
+    assert best_of_four > 0.8
+
+
+def test_one_crop_candidate_is_the_uniform_crop(audio_folder: Path) -> None:
+    one = dataset_of(audio_folder, ["long"], seed=5)
+    default = dataset_of(audio_folder, ["long"], seed=5, crop_candidates=1)
+    for epoch in range(5):
+        one.set_epoch(epoch), default.set_epoch(epoch)
+        assert torch.equal(one[0]["audio"], default[0]["audio"])
+
+
+@pytest.mark.parametrize("candidates", [0, -1, 1.5, True, "4"])
+def test_bad_crop_candidates(audio_folder: Path, candidates) -> None:
+    with pytest.raises(InvalidInputError, match="crop_candidates"):
+        dataset_of(audio_folder, GOOD, crop_candidates=candidates)
+
+
 def test_bad_arguments(audio_folder: Path) -> None:
     entries = read_manifest(manifest_of(audio_folder, GOOD))
     with pytest.raises(InvalidInputError):

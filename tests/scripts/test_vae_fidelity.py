@@ -87,6 +87,28 @@ def test_a_run_reports_each_vae_against_the_real_clips(inputs, tmp_path, capsys)
         assert 0.0 <= entry["reconstructed_recall"] <= 1.0 and 0.0 <= entry["real_recall"] <= 1.0
 
 
+def test_one_event_only_drops_the_scenes(inputs) -> None:
+    world = fidelity.load_world(inputs["world"])
+    scene = dict(world.clips[0].record, events=world.clips[0].record["events"] * 2)
+    mixed = [world.clips[0], fidelity.dataclasses.replace(world.clips[1], record=scene)]
+    kept = fidelity.one_event_only(fidelity.dataclasses.replace(world, clips=mixed))
+    assert [c.clip.id for c in kept.clips] == [world.clips[0].clip.id]
+    only_scenes = fidelity.dataclasses.replace(world, clips=mixed[1:])
+    with pytest.raises(fidelity.InvalidInputError, match="no one-event clips"):
+        fidelity.one_event_only(only_scenes)
+
+
+def test_a_one_event_run_counts_only_those_clips(inputs, tmp_path) -> None:
+    world = fidelity.load_world(inputs["world"])
+    single = [c for c in world.clips if len(c.record["events"]) == 1]
+    out = tmp_path / "fidelity.json"
+    argv = ["--tagger", inputs["tagger"], "--vae", inputs["vae16000"], "--out", out,
+            "--one-event", inputs["world"]]  # fmt: skip
+    assert fidelity.main([str(a) for a in argv]) == 0
+    (row,) = json.loads(out.read_text())["vaes"]
+    assert row["clips"] == len(single) == row["subsets"]["all"]["ceiling"]["clips"]
+
+
 def test_reconstruction_keeps_the_length(inputs) -> None:
     from ezaudio.nn.oobleck import WaveformVAE
 

@@ -220,6 +220,9 @@ def test_recipe_errors_are_one_line(world, tmp_path, capsys):
         "freeze_encoder needs model.init_from": tiny_vae_recipe(
             world, tmp_path / "f", model={"vae_preset": "tiny", "freeze_encoder": True}
         ),
+        "data.crop_candidates must be a positive integer": tiny_vae_recipe(
+            world, tmp_path / "g", data={"crop_candidates": 0}
+        ),
     }
     for index, (needle, recipe) in enumerate(cases.items()):
         path = write_recipe(tmp_path / f"r{index}.yaml", recipe)
@@ -366,10 +369,11 @@ def test_freeze_encoder_trains_the_decoder_alone(world, tmp_path):
     recipe = tiny_vae_recipe(
         world, tmp_path / "dec", optim={"lr": 3.0e-3},
         model={"vae_preset": "tiny", "init_from": str(world / "vae"), "freeze_encoder": True},
-        data={"phase_flip_prob": 0.0, "clip_seconds": 0.125},
+        data={"phase_flip_prob": 0.0, "clip_seconds": 0.125, "crop_candidates": 3},
         loss={"adversarial": 0.0, "feature_matching": 0.0},
     )  # fmt: skip
     trainer = VAETrainer(vae_recipe_from_dict(recipe).validate())
+    assert trainer.dataset.crop_candidates == 3  # the recipe's data.crop_candidates
     start = {k: v.clone() for k, v in trainer.vae.state_dict().items()}
     assert not any(p.requires_grad for p in trainer.vae.encoder.parameters())
     losses = fit_two_tones(trainer, steps=12)

@@ -46,6 +46,10 @@ class AudioClipDataset(Dataset):
 
     A file longer than N is cropped at a start drawn from ``(seed, epoch, index)`` alone
     (``random_crop=False``: its first N samples); a shorter file is zero-padded at the end.
+    With ``crop_candidates`` K > 1, K such starts are drawn and the crop with the largest
+    RMS is kept: sparse data (events with silence between them) then yields crops of the
+    events more often than of the pauses, which peak normalisation would blow up to full
+    scale noise. K = 1 is the official uniform crop.
     With ``normalize`` the clip is divided by its own peak plus 1e-9, as the official
     loader does (a crop of a loud file that happens to be quiet is thus amplified).
 
@@ -65,6 +69,7 @@ class AudioClipDataset(Dataset):
         seed: int = 0,
         random_crop: bool = True,
         normalize: bool = True,
+        crop_candidates: int = 1,
     ) -> None:
         if sample_rate < 1:
             raise InvalidInputError(f"sample_rate must be positive, got {sample_rate}")
@@ -73,6 +78,15 @@ class AudioClipDataset(Dataset):
             raise InvalidInputError(f"clip_seconds {clip_seconds} gives no samples")
         if seed < 0:
             raise InvalidInputError(f"seed must be >= 0, got {seed}")
+        if (
+            isinstance(crop_candidates, bool)
+            or not isinstance(crop_candidates, int)
+            or (crop_candidates < 1)
+        ):
+            raise InvalidInputError(
+                f"crop_candidates must be an integer >= 1, got {crop_candidates!r}"
+            )
+        self.crop_candidates = crop_candidates
         self.entries = list(entries)
         self.sample_rate = sample_rate
         self.clip_samples = clip_samples
@@ -111,15 +125,26 @@ class AudioClipDataset(Dataset):
 
     def crop_start(self, length: int, index: int) -> int:
         """First sample of the clip taken from a file of ``length`` samples at ``index``
-        in the current epoch (0 when the file is not longer than the clip)."""
+        in the current epoch (0 when the file is not longer than the clip); with
+        ``crop_candidates`` > 1 the first of the drawn starts (see :meth:`crop_starts`)."""
+        return self.crop_starts(length, index)[0]
+
+    def crop_starts(self, length: int, index: int) -> list[int]:
+        """The ``crop_candidates`` starts drawn for the file at ``index`` in the current
+        epoch, from ``(seed, epoch, index)`` alone; ``[0]`` when the file is not longer
+        than the clip or crops are not random."""
         excess = length - self.clip_samples
         if excess <= 0 or not self.random_crop:
-            return 0
+            return [0]
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        return int(rng.integers(0, excess + 1))
+        return [int(start) for start in rng.integers(0, excess + 1, size=self.crop_candidates)]
 
     def _crop_or_pad(self, audio: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
-        start = self.crop_start(len(audio), index)
+        starts = self.crop_starts(len(audio), index)
+        # the loudest candidate (mean square; the first on ties); one candidate: no reading
+        start = starts[0] if len(starts) == 1 else max(
+            starts, key=lambda s: float(np.square(audio[s : s + self.clip_samples]).mean())
+        )  # fmt: skip
         real = audio[start : start + self.clip_samples]
         clip = np.zeros(self.clip_samples, dtype=np.float32)  # [N]
         valid = np.zeros(self.clip_samples, dtype=bool)  # [N]

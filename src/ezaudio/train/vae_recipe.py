@@ -45,6 +45,9 @@ class VAEDataSection:
     num_workers: int = 0
     # stable-audio-tools' loader inverts the polarity of a clip with probability 0.5
     phase_flip_prob: float = 0.5
+    # random crops drawn per clip, the loudest kept (1 = the official uniform crop; more
+    # favour the events of sparse data over the pauses between them)
+    crop_candidates: int = 1
     # clips for the reconstructions written every run.validate_every steps ("" = the
     # training split)
     validation_split: str = ""
@@ -174,6 +177,7 @@ class VAERecipe:
         for name, value in positive.items():
             _integer(name, value, low=1)
         _integer("data.num_workers", data.num_workers, low=0)
+        _integer("data.crop_candidates", data.crop_candidates, low=1)
         _integer("loss.discriminator_start_step", loss.discriminator_start_step, low=0)
         _integer("run.seed", run.seed, low=0)
         _integer("run.validate_every", run.validate_every, low=0)

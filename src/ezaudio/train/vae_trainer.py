@@ -204,7 +204,7 @@ class VAETrainer:
         entries = read_manifest(recipe.data.manifest, split=recipe.data.split)
         self.dataset = AudioClipDataset(
             entries, sample_rate=vae.sample_rate, clip_seconds=recipe.data.clip_seconds,
-            seed=recipe.run.seed,
+            seed=recipe.run.seed, crop_candidates=recipe.data.crop_candidates,
         )  # fmt: skip
         per_rank = len(self.dataset) // acc.num_processes
         if per_rank // optim.batch_size < 1:

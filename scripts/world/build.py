@@ -16,7 +16,9 @@ training run continues from its last checkpoint):
 2. ``vae``      ``ezaudio train-vae recipes/world/vae.yaml`` -- the 16 kHz waveform VAE
    ``decoder``  ``ezaudio train-vae ... model.freeze_encoder=true`` -- its decoder alone,
                 fine-tuned with a waveform L1 term (removes its DC offset and noise floor;
-                the encoder, and so the latents, stay as they are)
+                the encoder, and so the latents, stay as they are) on the world's clips
+                plus one-second tone clips (``tone_clips.py``, ``WORK/tones``), which
+                teach it to render tones rather than noise bands
 3. ``tagger``   ``ezaudio eval-train tagger`` -- CNN14-style tagger (FD, KL, IS, adherence)
 4. ``clap``     ``ezaudio eval-train clap`` -- small CLAP (audio tower + MiniLM)
 5. ``latents``  ``ezaudio data encode`` -- latent caches of the clean and noisy manifests
@@ -73,6 +75,8 @@ class Scale:
     vae_batch: int = 32
     decoder_steps: int = 1000  # decoder-only fine-tuning after the VAE (0: none)
     decoder_batch: int = 16
+    # one-second tone clips mixed into the decoder's data (0: the world's clips alone)
+    decoder_tone_clips: int = 1600
     evaluator_steps: int | None = None  # None: the evaluators' own defaults
     stage_steps: tuple[int, int, int] = (4000, 3000, 1500)
     batch: int = 64
@@ -102,6 +106,7 @@ SCALES = {
         vae_batch=4,
         decoder_steps=2,
         decoder_batch=2,
+        decoder_tone_clips=8,
         evaluator_steps=4,
         stage_steps=(4, 4, 4),
         batch=4,
@@ -411,12 +416,22 @@ class Build:
 
     def decoder(self) -> None:
         """Fine-tune the VAE's decoder alone (encoder frozen) with a waveform L1 term and
-        no discriminator: docs/results.md, "The default model"."""
+        no discriminator, on the world's training clips plus ``decoder_tone_clips`` tone
+        clips (docs/results.md, "The default model" and "Teaching the decoder tones")."""
         s = self.scale
         if s.decoder_steps <= 0 or self.done("decoder"):
             return
+        manifest = self.path("world", "train.jsonl")
+        if s.decoder_tone_clips > 0:
+            tones = self.path("tones", "train.jsonl")
+            if not tones.is_file():  # written last by tone_clips.py: present means complete
+                argv = [str(self.path("tones")), "--clips", str(s.decoder_tone_clips),
+                        "--mix-with", str(manifest)]  # fmt: skip
+                if sibling("tone_clips").main(argv) != 0:
+                    raise SystemExit("decoder: the tone clips could not be written")
+            manifest = tones
         sets = [
-            f"data.manifest={self.path('world', 'train.jsonl')}",
+            f"data.manifest={manifest}",
             f"model.init_from={self.path('vae', 'model')}",
             "model.freeze_encoder=true",
             "loss.l1=0.1",

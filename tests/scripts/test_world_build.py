@@ -57,6 +57,12 @@ def test_the_smoke_build_trains_every_step_and_packs_a_float16_model(tmp_path: P
         if key.startswith("encoder."):
             assert torch.equal(value, trained[key].half())
     assert any(not torch.equal(tuned[k], trained[k]) for k in tuned if k.startswith("decoder."))
+    # The decoder learnt from the world's training clips and as many tone clips.
+    assert f"data.manifest={work / 'tones' / 'train.jsonl'}" in steps["decoder"]["overrides"]
+    mixed = (work / "tones" / "train.jsonl").read_text().splitlines()
+    world_train = (work / "world" / "train.jsonl").read_text().splitlines()
+    assert len(mixed) == len(world_train) + scale.decoder_tone_clips
+    assert len(list((work / "tones" / "audio").glob("tone_*.wav"))) == scale.decoder_tone_clips
     # Fig. 2: every kept checkpoint of a run gets a validation loss.
     val_loss = load("val_loss")
     rows = val_loss.validation_losses(work / "fig2-ezaudio-s", split="valid", batches=1)

@@ -39,17 +39,15 @@ FLOOR_DB = -120.0
 def first_clips(world, classes: Sequence[str]) -> list:
     """The first one-event test clip of each class, in the order asked; an error names the
     classes the world's test split has no one-event clip of."""
-    chosen, missing = [], []
-    for name in classes:
-        found = [
-            clip
-            for clip in world.clips
-            if len(clip.record["events"]) == 1 and clip.record["events"][0]["class"] == name
-        ]
-        (chosen.append(found[0]) if found else missing.append(name))
+    first = {}  # class -> its first one-event test clip
+    for clip in world.clips:
+        events = clip.record["events"]
+        if len(events) == 1:
+            first.setdefault(events[0]["class"], clip)
+    missing = [name for name in classes if name not in first]
     if missing:
         raise InvalidInputError(f"no one-event test clip of {', '.join(missing)} in {world.folder}")
-    return chosen
+    return [first[name] for name in classes]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,9 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             start = int(max(0.0, event["onset"] - MARGIN_S) * rate)
             stop = int(min(len(wave) / rate, event["offset"] + MARGIN_S) * rate)
             versions = [wave] + [reconstruct(vae, wave) for vae in vaes]  # each [S]
+            scale = 1.0 / (np.abs(wave).max() + 1e-9)  # every column at the real clip's peak
             for column, (title, audio) in enumerate(zip(["real", *labels], versions)):
                 axis = axes[row, column]
-                segment = audio[start:stop] / (np.abs(wave).max() + 1e-9)
+                segment = audio[start:stop] * scale
                 axis.specgram(segment, NFFT=FFT_SIZE, noverlap=FFT_OVERLAP, Fs=rate,
                               cmap="magma", vmin=FLOOR_DB)  # fmt: skip
                 axis.set_ylim(0, min(args.max_hz, rate / 2))

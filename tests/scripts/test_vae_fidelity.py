@@ -42,15 +42,12 @@ def test_fidelity_scores_by_hand() -> None:
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from ezaudio.config import VAEConfig
+def inputs(tiny_world_and_vaes, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The shared tiny world and VAEs, and a tiny random tagger of the world's classes."""
     from ezaudio.eval.panns import Cnn14, Cnn14Config
-    from ezaudio.nn.oobleck import WaveformVAE
-    from ezaudio.synth import classes, write_world
+    from ezaudio.synth import classes
 
     folder = tmp_path_factory.mktemp("fidelity")
-    write_world(folder / "world", clips=8, seed=0, seconds=2.0, splits=(0.5, 0.0, 0.5),
-                progress=False)  # fmt: skip
     with torch.random.fork_rng():
         torch.manual_seed(0)
         names = tuple(classes())
@@ -58,11 +55,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                                    classes_num=len(names), class_names=names))  # fmt: skip
         torch.nn.init.normal_(tagger.fc_audioset.bias, 0.0, 1.0)
         tagger.save_pretrained(folder / "tagger")
-        for rate in (16000, 8000):
-            config = VAEConfig(sample_rate=rate, channels=4, c_mults=(1, 2), strides=(4, 5),
-                               latent_dim=4)  # fmt: skip
-            WaveformVAE(config).save_pretrained(folder / f"vae{rate}")
-    return {name: folder / name for name in ("world", "tagger", "vae16000", "vae8000")}
+    return {**tiny_world_and_vaes, "tagger": folder / "tagger"}
 
 
 def test_a_run_reports_each_vae_against_the_real_clips(inputs, tmp_path, capsys) -> None:

@@ -7,28 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "world"))
 import vae_spectrograms as spectrograms
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from ezaudio.config import VAEConfig
-    from ezaudio.nn.oobleck import WaveformVAE
-    from ezaudio.synth import write_world
-
-    folder = tmp_path_factory.mktemp("spectrograms")
-    write_world(folder / "world", clips=8, seed=0, seconds=2.0, splits=(0.5, 0.0, 0.5),
-                progress=False)  # fmt: skip
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        for rate in (16000, 8000):
-            config = VAEConfig(sample_rate=rate, channels=4, c_mults=(1, 2), strides=(4, 5),
-                               latent_dim=4)  # fmt: skip
-            WaveformVAE(config).save_pretrained(folder / f"vae{rate}")
-    return {name: folder / name for name in ("world", "vae16000", "vae8000")}
+def inputs(tiny_world_and_vaes) -> dict[str, Path]:
+    return tiny_world_and_vaes
 
 
 def one_event_classes(world_folder: Path) -> list[str]:

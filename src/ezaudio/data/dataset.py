@@ -78,11 +78,7 @@ class AudioClipDataset(Dataset):
             raise InvalidInputError(f"clip_seconds {clip_seconds} gives no samples")
         if seed < 0:
             raise InvalidInputError(f"seed must be >= 0, got {seed}")
-        if (
-            isinstance(crop_candidates, bool)
-            or not isinstance(crop_candidates, int)
-            or (crop_candidates < 1)
-        ):
+        if type(crop_candidates) is not int or crop_candidates < 1:  # bool is not accepted
             raise InvalidInputError(
                 f"crop_candidates must be an integer >= 1, got {crop_candidates!r}"
             )

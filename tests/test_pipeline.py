@@ -344,6 +344,24 @@ def test_edit_same_seed_same_audio_other_seed_other_audio(tiny_pipeline, sine):
     assert np.abs(first - edit(tiny_pipeline, sine, seed=5).waveforms).max() > 1e-3
 
 
+def test_edit_encodes_its_input_as_the_dit_was_trained(tiny_pipeline, sine, monkeypatch):
+    # posterior_noise 1 (official): a posterior sample drawn from the seed; 0 (a DiT
+    # trained on posterior means): the mean, whatever the seed
+    known = []
+    to_dit = tiny_pipeline._to_dit
+    monkeypatch.setattr(tiny_pipeline, "_to_dit", lambda z: known.append(z) or to_dit(z))
+
+    def known_latents(seed: int) -> torch.Tensor:
+        known.clear()
+        edit(tiny_pipeline, sine, seed=seed)
+        return known[0]
+
+    assert tiny_pipeline.posterior_noise == 1.0
+    assert (known_latents(4) - known_latents(5)).abs().max() > 1e-3
+    monkeypatch.setattr(tiny_pipeline, "posterior_noise", 0.0)
+    assert torch.equal(known_latents(4), known_latents(5))
+
+
 def test_edit_batch_of_prompts_matches_single_edits(tiny_pipeline, sine):
     batch = edit(tiny_pipeline, sine, prompt=[PROMPT, "rain"], seed=9)
     assert batch.waveforms.shape == (2, SR) and batch.seeds == [9, 10]
@@ -423,6 +441,24 @@ def test_saved_folder_names_minilm_and_reloads_to_the_same_audio(tiny_pipeline, 
     np.testing.assert_array_equal(
         generate(loaded, seed=21).waveforms, generate(tiny_pipeline, seed=21).waveforms
     )
+
+
+def test_posterior_noise_is_saved_and_an_index_without_it_means_samples(
+    tiny_pipeline, tmp_path, monkeypatch
+):
+    assert (
+        json.loads((tiny_pipeline.save_pretrained(tmp_path / "a") / INDEX_NAME).read_text())[
+            "posterior_noise"
+        ]
+        == 1.0
+    )
+    monkeypatch.setattr(tiny_pipeline, "posterior_noise", 0.0)
+    folder = tiny_pipeline.save_pretrained(tmp_path / "b")
+    assert EzAudio.from_pretrained(folder, device="cpu").posterior_noise == 0.0
+    index = json.loads((folder / INDEX_NAME).read_text())
+    del index["posterior_noise"]  # folders written before the field existed
+    (folder / INDEX_NAME).write_text(json.dumps(index))
+    assert EzAudio.from_pretrained(folder, device="cpu").posterior_noise == 1.0
 
 
 def test_stored_text_encoder_is_written_and_used_on_reload(tiny_pipeline, tmp_path, monkeypatch):

@@ -13,12 +13,13 @@ Steps (each one a project command; a finished step is skipped on a re-run, an un
 training run continues from its last checkpoint):
 
 1. ``world``    ``ezaudio data synth`` -- the synthetic captioned world (docs/synth.md)
-2. ``vae``      ``ezaudio train-vae recipes/world/vae.yaml`` -- the 16 kHz waveform VAE
+2. ``vae``      ``ezaudio train-vae recipes/world/vae.yaml`` -- the 16 kHz waveform VAE, on
+                the world's clips plus one-second tone clips (``tone_clips.py``,
+                ``WORK/tones``; ``Scale.tone_clips``)
    ``decoder``  ``ezaudio train-vae ... model.freeze_encoder=true`` -- its decoder alone,
                 fine-tuned with a waveform L1 term (removes its DC offset and noise floor;
-                the encoder, and so the latents, stay as they are) on the world's clips
-                plus one-second tone clips (``tone_clips.py``, ``WORK/tones``), which
-                teach it to render tones rather than noise bands
+                the encoder, and so the latents, stay as they are) on the same clips; the
+                tone clips teach it to render tones rather than noise bands
 3. ``tagger``   ``ezaudio eval-train tagger`` -- CNN14-style tagger (FD, KL, IS, adherence)
 4. ``clap``     ``ezaudio eval-train clap`` -- small CLAP (audio tower + MiniLM)
 5. ``latents``  ``ezaudio data encode`` -- latent caches of the clean and noisy manifests
@@ -75,8 +76,9 @@ class Scale:
     vae_batch: int = 32
     decoder_steps: int = 1000  # decoder-only fine-tuning after the VAE (0: none)
     decoder_batch: int = 16
-    # one-second tone clips mixed into the decoder's data (0: the world's clips alone)
-    decoder_tone_clips: int = 1600
+    # one-second tone clips (WORK/tones, tone_clips.py) mixed into the data of the VAE and
+    # of the decoder step (0: the world's clips alone)
+    tone_clips: int = 1600
     evaluator_steps: int | None = None  # None: the evaluators' own defaults
     stage_steps: tuple[int, int, int] = (4000, 3000, 1500)
     batch: int = 64
@@ -106,7 +108,7 @@ SCALES = {
         vae_batch=4,
         decoder_steps=2,
         decoder_batch=2,
-        decoder_tone_clips=8,
+        tone_clips=8,
         evaluator_steps=4,
         stage_steps=(4, 4, 4),
         batch=4,
@@ -389,7 +391,7 @@ class Build:
                         args += ["--widths", ",".join(map(str, s.tagger_widths))]
                     jobs[kind] = (self.start(kind, args, threads), None)
         vae_sets = [
-            f"data.manifest={self.path('world', 'train.jsonl')}",
+            f"data.manifest={self.training_manifest()}",
             f"optim.max_steps={s.vae_steps}",
             f"optim.batch_size={s.vae_batch}",
             f"run.checkpoint_every={s.checkpoint_every}",
@@ -414,24 +416,29 @@ class Build:
                 "run the same command again to go on"
             )
 
+    def training_manifest(self) -> Path:
+        """The VAE's and the decoder's data: the world's training clips, plus
+        ``tone_clips`` tone clips written once to ``WORK/tones``."""
+        manifest = self.path("world", "train.jsonl")
+        if self.scale.tone_clips <= 0:
+            return manifest
+        tones = self.path("tones", "train.jsonl")
+        if not tones.is_file():  # written last by tone_clips.py: present means complete
+            argv = [str(self.path("tones")), "--clips", str(self.scale.tone_clips),
+                    "--mix-with", str(manifest)]  # fmt: skip
+            if sibling("tone_clips").main(argv) != 0:
+                raise SystemExit("the tone clips could not be written to WORK/tones")
+        return tones
+
     def decoder(self) -> None:
         """Fine-tune the VAE's decoder alone (encoder frozen) with a waveform L1 term and
-        no discriminator, on the world's training clips plus ``decoder_tone_clips`` tone
+        no discriminator, on the world's training clips plus ``tone_clips`` tone
         clips (docs/results.md, "The default model" and "Teaching the decoder tones")."""
         s = self.scale
         if s.decoder_steps <= 0 or self.done("decoder"):
             return
-        manifest = self.path("world", "train.jsonl")
-        if s.decoder_tone_clips > 0:
-            tones = self.path("tones", "train.jsonl")
-            if not tones.is_file():  # written last by tone_clips.py: present means complete
-                argv = [str(self.path("tones")), "--clips", str(s.decoder_tone_clips),
-                        "--mix-with", str(manifest)]  # fmt: skip
-                if sibling("tone_clips").main(argv) != 0:
-                    raise SystemExit("decoder: the tone clips could not be written")
-            manifest = tones
         sets = [
-            f"data.manifest={manifest}",
+            f"data.manifest={self.training_manifest()}",
             f"model.init_from={self.path('vae', 'model')}",
             "model.freeze_encoder=true",
             "loss.l1=0.1",

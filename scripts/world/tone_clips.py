@@ -5,16 +5,19 @@ right pitch (docs/results.md, "What the VAE loses").
 Usage (from the repository root; the package need not be installed)::
 
     PYTHONPATH=src python scripts/world/tone_clips.py OUT_DIR --clips 1600 [--seconds 1.0] \\
-        [--rate 16000] [--seed 0] [--mix-with WORLD/train.jsonl]
+        [--rate 16000] [--seed 0] [--mix-with WORLD/train.jsonl] \\
+        [--envelopes held,decay,beeps,strikes]
 
 Each clip holds one to three tones. A tone has a fundamental drawn log-uniformly from
 60 Hz to 4 kHz and one of four shapes (a sine; a harmonic stack with 1/k^p partials below
-Nyquist; a glide over up to an octave and a half; a siren-like vibrato), and one of three
-envelopes (held with short fades; a percussive exponential decay; on/off beeps). Every clip
-is determined by ``(seed, index)`` alone. Writes ``OUT_DIR/audio/tone_NNNNNN.wav`` (float
-WAV) and ``OUT_DIR/train.jsonl`` (a manifest ``ezaudio train-vae`` reads); with
-``--mix-with`` the manifest also lists every entry of that manifest (paths made absolute),
-so that the VAE sees the tones beside its usual data.
+Nyquist; a glide over up to an octave and a half; a siren-like vibrato), and one of four
+envelopes (held with short fades; a percussive exponential decay; on/off beeps; a group of
+two to six short struck hits, 10-80 ms decays, as knocks or drum beats). Every clip is
+determined by ``(seed, index)`` and the envelope kinds allowed (``--envelopes``) alone.
+Writes ``OUT_DIR/audio/tone_NNNNNN.wav`` (float WAV) and ``OUT_DIR/train.jsonl`` (a
+manifest ``ezaudio train-vae`` reads); with ``--mix-with`` the manifest also lists every
+entry of that manifest (paths made absolute), so that the VAE sees the tones beside its
+usual data.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ import soundfile as sf
 LOWEST_HZ = 60.0
 HIGHEST_HZ = 4000.0
 SHAPES = ("sine", "harmonic", "glide", "vibrato")
-ENVELOPES = ("held", "decay", "beeps")
+ENVELOPES = ("held", "decay", "beeps", "strikes")
+# The envelopes of the first tone clips (the bundled decoder of 2026-11-27 learnt from these)
+FIRST_ENVELOPES = ("held", "decay", "beeps")
 FADE_S = 0.01
 
 
@@ -41,6 +46,14 @@ def envelope(kind: str, samples: int, rate: int, rng: np.random.Generator) -> np
     if kind == "decay":  # a struck or plucked note: instant attack, exponential decay
         start = rng.uniform(0.0, 0.5) * samples / rate
         env = np.where(t >= start, np.exp(-(t - start) / rng.uniform(0.05, 0.6)), 0.0)
+    elif kind == "strikes":  # a group of short struck hits, as knocks or drum beats
+        env = np.zeros(samples)
+        onset, spacing, tau = rng.uniform(0.0, 0.3), rng.uniform(0.1, 0.35), rng.uniform(0.01, 0.08)
+        for _ in range(int(rng.integers(2, 7))):
+            hit = np.where(t >= onset, np.exp(-(t - onset) / tau), 0.0)
+            env = np.maximum(env, hit)
+            onset += spacing * rng.uniform(0.9, 1.1)
+        return env  # sharp attacks: no fades
     elif kind == "beeps":  # on/off gating, as an alarm or a car horn
         period = rng.uniform(0.1, 0.5)
         duty = rng.uniform(0.3, 0.7)
@@ -58,8 +71,11 @@ def phase_of(frequency: np.ndarray, rate: int) -> np.ndarray:
     return 2.0 * np.pi * np.cumsum(frequency) / rate
 
 
-def tone(samples: int, rate: int, rng: np.random.Generator) -> np.ndarray:
-    """One tone [samples]: a fundamental, a shape and an envelope drawn from ``rng``."""
+def tone(
+    samples: int, rate: int, rng: np.random.Generator, envelopes: Sequence[str] = ENVELOPES
+) -> np.ndarray:
+    """One tone [samples]: a fundamental, a shape and an envelope (one of ``envelopes``)
+    drawn from ``rng``."""
     f0 = float(np.exp(rng.uniform(np.log(LOWEST_HZ), np.log(HIGHEST_HZ))))
     shape = SHAPES[int(rng.integers(len(SHAPES)))]
     t = np.arange(samples) / rate  # [S] s
@@ -82,15 +98,18 @@ def tone(samples: int, rate: int, rng: np.random.Generator) -> np.ndarray:
             if k * frequency.max() >= 0.48 * rate:
                 break
             wave += np.sin(k * phase) / k**tilt
-    kind = ENVELOPES[int(rng.integers(len(ENVELOPES)))]
+    kind = envelopes[int(rng.integers(len(envelopes)))]
     return wave * envelope(kind, samples, rate, rng)
 
 
-def tone_clip(index: int, seed: int, seconds: float, rate: int) -> np.ndarray:
-    """Clip ``index`` [S] float32, peak 0.1-0.9, from ``(seed, index)`` alone."""
+def tone_clip(
+    index: int, seed: int, seconds: float, rate: int, envelopes: Sequence[str] = ENVELOPES
+) -> np.ndarray:
+    """Clip ``index`` [S] float32, peak 0.1-0.9, from ``(seed, index, envelopes)`` alone."""
     rng = np.random.default_rng([seed, index])
     samples = round(seconds * rate)
-    wave = sum(tone(samples, rate, rng) * rng.uniform(0.3, 1.0) for _ in range(rng.integers(1, 4)))
+    count = rng.integers(1, 4)
+    wave = sum(tone(samples, rate, rng, envelopes) * rng.uniform(0.3, 1.0) for _ in range(count))
     wave = wave + rng.normal(0.0, 10 ** rng.uniform(-4, -2), samples)  # a faint noise floor
     peak = float(np.abs(wave).max())
     return (wave / peak * rng.uniform(0.1, 0.9)).astype(np.float32)
@@ -104,6 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=16000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mix-with", type=Path, help="a manifest whose entries are listed too")
+    parser.add_argument(
+        "--envelopes",
+        default=",".join(ENVELOPES),
+        help=f"comma-separated envelope kinds drawn from (default: all; "
+        f"{','.join(FIRST_ENVELOPES)} gives the first tone clips exactly)",
+    )
     args = parser.parse_args(argv)
     problems = [
         f"--{name} must be positive, got {value}"
@@ -112,6 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     if args.rate > 0 and 0.45 * args.rate < HIGHEST_HZ:
         problems.append(f"--rate must be at least {int(HIGHEST_HZ / 0.45) + 1} Hz")
+    envelopes = tuple(kind.strip() for kind in args.envelopes.split(",") if kind.strip())
+    unknown = sorted(set(envelopes) - set(ENVELOPES))
+    if unknown or not envelopes:
+        problems.append(f"--envelopes: unknown kinds {unknown}; known: {', '.join(ENVELOPES)}")
     if args.mix_with is not None and not args.mix_with.is_file():
         problems.append(f"--mix-with {args.mix_with}: not found")
     if problems:
@@ -129,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / "audio").mkdir(parents=True, exist_ok=True)
     for index in range(args.clips):
         name = f"tone_{index:06d}"
-        wave = tone_clip(index, args.seed, args.seconds, args.rate)
+        wave = tone_clip(index, args.seed, args.seconds, args.rate, envelopes)
         sf.write(args.out / "audio" / f"{name}.wav", wave, args.rate, subtype="FLOAT")
         rows.append({"audio": f"audio/{name}.wav", "caption": "", "id": name, "split": "train"})
     manifest = args.out / "train.jsonl"

@@ -27,7 +27,10 @@ class ModelIndex:
     ``text_encoder`` is ``{"name": id-or-alias, "max_length": ..., "padding": ...}``
     or ``{"path": "text_encoder"}`` for an encoder stored inside the folder.
     Latents go to the DiT as (z + latent_shift) * latent_scale (official
-    ``scale_shift``) and back as z / latent_scale - latent_shift.
+    ``scale_shift``) and back as z / latent_scale - latent_shift. ``posterior_noise``
+    is how the DiT's training latents were drawn from the VAE's posterior, mean +
+    posterior_noise * std * noise (1: the official sample; 0: the mean); editing encodes
+    its input audio the same way.
     """
 
     sample_rate: int
@@ -35,6 +38,7 @@ class ModelIndex:
     text_encoder: dict[str, Any]
     latent_scale: float = 1.0
     latent_shift: float = 0.0
+    posterior_noise: float = 1.0
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
     dit: str = "dit"
@@ -51,6 +55,7 @@ class ModelIndex:
             "latent_rate": self.latent_rate,
             "latent_scale": self.latent_scale,
             "latent_shift": self.latent_shift,
+            "posterior_noise": self.posterior_noise,
             "text_encoder": self.text_encoder,
             "scheduler": config_to_dict(self.scheduler),
             "sampling": config_to_dict(self.sampling),
@@ -76,6 +81,7 @@ class ModelIndex:
                 text_encoder=text,
                 latent_scale=float(data.get("latent_scale", 1.0)),
                 latent_shift=float(data.get("latent_shift", 0.0)),
+                posterior_noise=float(data.get("posterior_noise", 1.0)),
                 scheduler=config_from_dict(SchedulerConfig, data.get("scheduler", {}), where),
                 sampling=config_from_dict(SamplingDefaults, data.get("sampling", {}), where),
                 dit=str(components.get("dit", "dit")),

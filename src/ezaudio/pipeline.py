@@ -108,6 +108,7 @@ class EzAudio:
         dtype: str | torch.dtype | None = torch.float32,
         limits: Limits = LIMITS,
         name: str = "",
+        posterior_noise: float = 1.0,
     ) -> None:
         if dit.config.latent_channels != vae.latent_dim:
             raise CheckpointError(
@@ -128,6 +129,8 @@ class EzAudio:
         self.sampling = sampling or SamplingDefaults()
         self.latent_scale = float(latent_scale)
         self.latent_shift = float(latent_shift)
+        # how the DiT's training latents were drawn: mean + posterior_noise * std * noise
+        self.posterior_noise = float(posterior_noise)
         self.limits = limits
         self.name = name
 
@@ -166,6 +169,7 @@ class EzAudio:
             dit, vae, text_encoder, index.scheduler, index.sampling,
             index.latent_scale, index.latent_shift, device=device, dtype=dtype,
             name=index.name or str(name_or_path or folder.name),
+            posterior_noise=index.posterior_noise,
         )  # fmt: skip
 
     def save_pretrained(
@@ -194,6 +198,7 @@ class EzAudio:
         index = ModelIndex(
             sample_rate=self.sample_rate, latent_rate=self.latent_rate, text_encoder=text,
             latent_scale=self.latent_scale, latent_shift=self.latent_shift,
+            posterior_noise=self.posterior_noise,
             scheduler=self.scheduler_config, sampling=self.sampling, name=self.name,
         )  # fmt: skip
         write_index(folder, index)
@@ -323,7 +328,7 @@ class EzAudio:
                 for s in seeds
             ]
         ).to(mean.device)  # [B, C, L]
-        known = self._to_dit(mean + std * noise)
+        known = self._to_dit(mean + self.posterior_noise * std * noise)
         frames = known.shape[-1]
         low = round((start - chunk_start) * self.latent_rate)
         high = max(low + 1, round((end - chunk_start) * self.latent_rate))

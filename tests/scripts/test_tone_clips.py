@@ -3,6 +3,7 @@ another), one-line errors."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -28,8 +29,9 @@ def test_clips_are_determined_by_seed_and_index() -> None:
 
 def test_clips_are_tonal_within_the_pitch_range() -> None:
     # spectral flatness (geometric / arithmetic mean of the power spectrum): ~0.56 for
-    # white noise, under 0.05 for every one of these clips; the strongest bin lies between
-    # the lowest fundamental and the highest partial allowed
+    # white noise, under 0.15 for every one of these clips (under 0.05 but for the brief
+    # strikes, whose faint noise floor fills the silence between hits); the strongest bin
+    # lies between the lowest fundamental and the highest partial allowed
     def flatness(wave: np.ndarray) -> float:
         power = np.abs(np.fft.rfft(wave * np.hanning(len(wave)))) ** 2 + 1e-20
         return float(np.exp(np.mean(np.log(power))) / np.mean(power))
@@ -37,7 +39,7 @@ def test_clips_are_tonal_within_the_pitch_range() -> None:
     assert flatness(np.random.default_rng(0).normal(size=RATE)) > 0.5
     for index in range(24):
         wave = tone_clips.tone_clip(index, seed=0, seconds=1.0, rate=RATE)
-        assert flatness(wave) < 0.05, index
+        assert flatness(wave) < 0.15, index
         spectrum = np.abs(np.fft.rfft(wave * np.hanning(len(wave))))
         peak_hz = np.argmax(spectrum) * RATE / len(wave)
         assert tone_clips.LOWEST_HZ * 0.7 <= peak_hz <= 0.48 * RATE, (index, peak_hz)
@@ -49,6 +51,30 @@ def test_envelopes_stay_in_zero_one() -> None:
         env = tone_clips.envelope(kind, RATE, RATE, rng)
         assert env.shape == (RATE,) and env.min() >= 0.0 and env.max() <= 1.0 + 1e-9
         assert env.max() > 0.5, kind  # something sounds
+
+
+def test_strikes_are_groups_of_short_hits() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(8):
+        env = tone_clips.envelope("strikes", RATE, RATE, rng)  # one second
+        onsets = np.flatnonzero((env[1:] > 0.99) & (env[:-1] < 0.5)) + 1  # jumps to ~1
+        assert 2 <= len(onsets) <= 6
+        assert np.all(np.diff(onsets) > 0.08 * RATE)  # spacings of 0.09-0.39 s
+        # a hit has decayed (tau <= 80 ms) to under 0.3 after 0.1 s
+        tail = onsets[-1] + RATE // 10
+        if tail < RATE:
+            assert env[tail] < 0.3
+
+
+def test_first_envelopes_reproduce_the_first_tone_clips() -> None:
+    # The bundled decoder learnt from clips drawn from held, decay and beeps only; allowing
+    # strikes changes the draws, limiting the kinds gives those clips back.
+    # (the digest is that of /work/tones/audio/tone_000005.wav of 2026-11-27, whose
+    # samples the bundled decoder was trained on)
+    assert tone_clips.FIRST_ENVELOPES == tone_clips.ENVELOPES[:3]
+    first = tone_clips.tone_clip(5, 0, 1.0, RATE, tone_clips.FIRST_ENVELOPES)
+    assert hashlib.sha256(first.tobytes()).hexdigest()[:16] == "718399836601b539"
+    assert not np.array_equal(first, tone_clips.tone_clip(5, 0, 1.0, RATE))
 
 
 def test_a_run_writes_clips_and_a_mixed_manifest(tmp_path, capsys) -> None:

@@ -16,8 +16,10 @@ from safetensors.torch import load_file
 from tiny_world import tiny_recipe, write_recipe, write_world
 
 from ezaudio.cli import main
+from ezaudio.errors import InvalidInputError
 from ezaudio.pipeline import EzAudio
 from ezaudio.train.recipe import recipe_from_dict
+from ezaudio.train.recipe_io import read_recipe_yaml
 from ezaudio.train.trainer import DiTTrainer
 
 
@@ -236,6 +238,31 @@ def test_batches_with_no_readable_file_run_as_zero_loss_steps(tmp_path, world):
     trainer.train()
     assert [m["loss"] for m in metrics(tmp_path / "run")] == [0.0, 0.0]
     assert trainer.dataset.skipped["unreadable"] == 4
+
+
+def test_posterior_noise_zero_trains_on_posterior_means_and_is_exported(world, tmp_path):
+    recipe = tiny_recipe(world, tmp_path / "means", data={"posterior_noise": 0.0})
+    trainer = DiTTrainer(recipe_from_dict(recipe).validate())
+    batch = next(trainer._batches())
+    latents, _ = trainer.encode(batch)
+    mean, std = trainer.vae.encode_distribution(batch["audio"])
+    torch.testing.assert_close(latents, mean, rtol=0, atol=0)
+    assert trainer.pipeline().posterior_noise == 0.0  # EzAudio.edit encodes this way too
+    official = DiTTrainer(recipe_from_dict(tiny_recipe(world, tmp_path / "samples")).validate())
+    sampled, _ = official.encode(next(official._batches()))
+    assert (sampled - mean).abs().max() > 0.1 * std.max()
+    assert official.pipeline().posterior_noise == 1.0
+    bad = tiny_recipe(world, tmp_path / "bad", data={"posterior_noise": -0.5})
+    with pytest.raises(InvalidInputError, match="data.posterior_noise must be a number"):
+        recipe_from_dict(bad).validate()
+
+
+def test_a_learning_rate_written_without_a_dot_is_a_number(world, tmp_path):
+    # PyYAML (YAML 1.1) reads 1e-4 as a string; recipes read it as the number it means
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe(world, tmp_path / "r"))
+    data = read_recipe_yaml(path, ["optim.lr=1e-4", "optim.betas=[0.9, 9.99e-1]"])
+    assert data["optim"]["lr"] == 1e-4 and data["optim"]["betas"] == [0.9, 0.999]
+    assert recipe_from_dict(data).validate().optim.lr == 1e-4
 
 
 def test_unquoted_no_for_mixed_precision_is_accepted(world, tmp_path):

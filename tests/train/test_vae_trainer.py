@@ -31,7 +31,7 @@ from ezaudio.train.vae_losses import (
     generator_adversarial_loss,
 )
 from ezaudio.train.vae_recipe import load_vae_recipe, vae_recipe_from_dict
-from ezaudio.train.vae_trainer import VAETrainer, inverse_lr_factor
+from ezaudio.train.vae_trainer import VAETrainer, _Autoencode, inverse_lr_factor
 
 ROOT = Path(__file__).parents[2]
 OFFICIAL = ROOT / "tests" / "data_files" / "reference" / "manifest_vae.json"
@@ -223,6 +223,9 @@ def test_recipe_errors_are_one_line(world, tmp_path, capsys):
         "data.crop_candidates must be a positive integer": tiny_vae_recipe(
             world, tmp_path / "g", data={"crop_candidates": 0}
         ),
+        "model.posterior_noise must be a number from 0 to 1": tiny_vae_recipe(
+            world, tmp_path / "h", model={"vae_preset": "tiny", "posterior_noise": 1.5}
+        ),
     }
     for index, (needle, recipe) in enumerate(cases.items()):
         path = write_recipe(tmp_path / f"r{index}.yaml", recipe)
@@ -384,6 +387,26 @@ def test_freeze_encoder_trains_the_decoder_alone(world, tmp_path):
     assert all(torch.equal(after[k], start[k]) for k in encoder)
     assert any(not torch.equal(after[k], start[k]) for k in decoder)
     assert min(losses[-3:]) < 0.8 * losses[0], losses
+
+
+def test_posterior_noise_scales_the_noise_of_the_latents_the_decoder_sees(world):
+    # 0: the decoder learns from posterior means; 1: from samples (official); the noise
+    # is drawn either way, so the generator moves on alike
+    vae = WaveformVAE.from_pretrained(world / "vae").eval()
+    audio = torch.randn(2, 1, 8 * vae.hop_length, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        means = _Autoencode(vae, True, 0.0)
+        generator = torch.Generator().manual_seed(1)
+        recon, mean, std = means(audio, generator)
+        torch.testing.assert_close(recon, vae.decode(mean), rtol=0, atol=0)
+        after_means = generator.get_state()
+        samples = _Autoencode(vae, True, 1.0)
+        generator = torch.Generator().manual_seed(1)
+        noise = torch.randn(mean.shape, generator=torch.Generator().manual_seed(1))
+        recon, _, _ = samples(audio, generator)
+        torch.testing.assert_close(recon, vae.decode(mean + std * noise))
+        assert torch.equal(generator.get_state(), after_means)
+        assert (recon - vae.decode(mean)).abs().max() > 1e-4
 
 
 def test_bad_files_are_skipped_and_an_all_bad_batch_weighs_nothing(tmp_path, caplog):

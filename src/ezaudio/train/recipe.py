@@ -35,6 +35,11 @@ class DataSection:
     clip_seconds: float = 10.0
     num_workers: int = 0
     cache_text: bool = False  # keep each caption's text states in memory after first use
+    # Scale of the posterior noise in the training latents: mean + scale * std * noise.
+    # 1 is the official sampling; 0 trains on posterior means (with a decoder trained on
+    # means, train-vae's model.posterior_noise = 0). Stored in the exported model's
+    # ezaudio.json, so that EzAudio.edit encodes its input the same way.
+    posterior_noise: float = 1.0
 
 
 @dataclass
@@ -141,8 +146,15 @@ class Recipe:
                 raise InvalidInputError(f"masking.{name} must be in [0, 1], got {value}")
         if self.data.clip_seconds <= 0:
             raise InvalidInputError("data.clip_seconds must be positive")
+        check_posterior_noise(self.data.posterior_noise, "data.posterior_noise")
         check_max_minutes(self.run.max_minutes)
         return self
+
+
+def check_posterior_noise(value: float, name: str) -> None:
+    """A posterior-noise scale (``name`` in the recipe): a number from 0 to 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise InvalidInputError(f"{name} must be a number from 0 to 1, got {value!r}")
 
 
 def check_max_minutes(value: float | None) -> None:

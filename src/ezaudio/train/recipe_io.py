@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +20,23 @@ from ezaudio.errors import InvalidInputError
 S = TypeVar("S")
 
 
+class _RecipeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that also reads ``1e-4`` (no dot; YAML 1.2) as a float, not a
+    string: learning rates are written that way."""
+
+
+_RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """``text`` parsed as YAML by the recipe loader (``1e-4`` is a float)."""
+    return yaml.load(text, Loader=_RecipeLoader)  # a SafeLoader subclass: safe
+
+
 def read_recipe_yaml(
     path: str | os.PathLike[str], overrides: list[str] | None = None
 ) -> dict[str, Any]:
@@ -27,7 +45,7 @@ def read_recipe_yaml(
     if not path.is_file():
         raise InvalidInputError(f"{path}: recipe file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise InvalidInputError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from error
     if not isinstance(data, dict):
@@ -43,7 +61,7 @@ def read_recipe_yaml(
             if not isinstance(target, dict):
                 raise InvalidInputError(f"override {override!r}: {part} is not a section")
         try:
-            target[parts[-1]] = yaml.safe_load(value)
+            target[parts[-1]] = load_yaml(value)
         except yaml.YAMLError as error:
             raise InvalidInputError(f"override {override!r}: not a YAML value") from error
     return data

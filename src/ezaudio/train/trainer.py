@@ -341,16 +341,20 @@ class DiTTrainer:
         """Audio [B, 1, N] -> sampled VAE latents [B, C, L] and valid frames [B, L].
 
         A latent-cache batch carries the posterior (``mean``, ``std`` [B, C, L]) instead of
-        audio; its latents are sampled with the same draw from the trainer's generator."""
+        audio; its latents are sampled with the same draw from the trainer's generator.
+        The noise is scaled by ``data.posterior_noise`` (0: the posterior means; the draw
+        is made all the same, so the other draws do not move)."""
         from ezaudio.data.dataset import latent_valid_mask
+
+        noise_scale = float(self.recipe.data.posterior_noise)
 
         if "mean" in batch:
             mean, std = batch["mean"].to(self.device), batch["std"].to(self.device)
-            latents = mean + std * self._randn(tuple(mean.shape))
+            latents = mean + noise_scale * std * self._randn(tuple(mean.shape))
             return latents, batch["valid"].to(self.device)
         audio = batch["audio"].to(self.device)  # [B, 1, N]
         mean, std = self.vae.encode_distribution(audio)  # [B, C, L]
-        latents = mean + std * self._randn(tuple(mean.shape))
+        latents = mean + noise_scale * std * self._randn(tuple(mean.shape))
         valid = latent_valid_mask(batch["valid"], self.vae.hop_length, latents.shape[-1])
         return latents, valid.to(self.device)
 
@@ -482,7 +486,12 @@ class DiTTrainer:
         text = self.text_encoder or TextEncoder.from_pretrained(self.recipe.model.text_encoder)
         vae = WaveformVAE.from_pretrained(self.recipe.model.vae)
         return EzAudio(
-            self.ema_model(ema_state), vae, text, device="cpu", name=f"stage{self.recipe.stage}"
+            self.ema_model(ema_state),
+            vae,
+            text,
+            device="cpu",
+            name=f"stage{self.recipe.stage}",
+            posterior_noise=self.recipe.data.posterior_noise,
         )
 
     def validate(self) -> list[Path]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ezaudio.config import VAE_PRESETS, VAEConfig
 from ezaudio.errors import InvalidInputError
-from ezaudio.train.recipe import check_max_minutes
+from ezaudio.train.recipe import check_max_minutes, check_posterior_noise
 from ezaudio.train.recipe_io import plain, read_recipe_yaml, section_from_dict
 
 
@@ -34,6 +34,10 @@ class VAEModelSection:
     # Train the decoder alone (needs init_from): the encoder, and so the latent space that
     # a DiT was trained on, stays exactly as it was; only the reconstructions improve.
     freeze_encoder: bool = False
+    # Scale of the posterior noise in the training forward: latent = mean + scale * std *
+    # noise. 1 is the official sampling; 0 trains the decoder on posterior means (a decoder
+    # for a DiT trained on means; see docs/training.md).
+    posterior_noise: float = 1.0
 
 
 @dataclass
@@ -159,6 +163,7 @@ class VAERecipe:
             self.vae_config()  # the overrides must build a valid config
         if not isinstance(model.freeze_encoder, bool):
             raise InvalidInputError("model.freeze_encoder must be true or false")
+        check_posterior_noise(model.posterior_noise, "model.posterior_noise")
         if model.freeze_encoder and not model.init_from:
             raise InvalidInputError(
                 "model.freeze_encoder needs model.init_from (the VAE whose encoder to keep)"

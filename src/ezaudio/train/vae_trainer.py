@@ -125,16 +125,20 @@ class _Autoencode(nn.Module):
     encoder runs without gradients (its parameters are not trained).
     """
 
-    def __init__(self, vae: WaveformVAE, freeze_encoder: bool = False) -> None:
+    def __init__(
+        self, vae: WaveformVAE, freeze_encoder: bool = False, posterior_noise: float = 1.0
+    ) -> None:
         super().__init__()
         self.vae = vae
         self.freeze_encoder = freeze_encoder
+        self.posterior_noise = posterior_noise
 
     def forward(self, audio: torch.Tensor, generator: torch.Generator):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
             mean, std = self.vae.encode_distribution(audio)  # [B, D, L]
         noise = torch.randn(mean.shape, generator=generator).to(mean.device)
-        return self.vae.decode(mean + std * noise), mean, std
+        latents = mean + self.posterior_noise * std * noise  # [B, D, L]
+        return self.vae.decode(latents), mean, std
 
 
 class VAETrainer:
@@ -195,7 +199,10 @@ class VAETrainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         self.disc_scheduler = torch.optim.lr_scheduler.LambdaLR(disc_optimizer, factor)
         self.autoencoder, self.discriminator, self.optimizer, self.disc_optimizer = acc.prepare(
-            _Autoencode(vae, freeze_encoder), discriminator, optimizer, disc_optimizer
+            _Autoencode(vae, freeze_encoder, float(recipe.model.posterior_noise)),
+            discriminator,
+            optimizer,
+            disc_optimizer,
         )
         self.vae = vae  # the network itself (prepare moves it in place)
         # after prepare, so that the average lives on the same device as the weights

@@ -5,6 +5,7 @@
     python scripts/world/build.py WORK --scale smoke        # a minutes-long dry run on a CPU
     python scripts/world/build.py WORK --until vae          # stop after the VAE (and evaluators)
     python scripts/world/build.py WORK --vae-from VAE       # the VAE run goes on from VAE
+    python scripts/world/build.py WORK --posterior-noise 1  # the official posterior samples
     python scripts/world/build.py WORK --scale cpu --budget-minutes vae=150
         # no GPU: run again in each session; the build goes past the VAE once it has
         # trained its 12000 steps (docs/results.md, the CPU attempt)
@@ -35,6 +36,11 @@ PixArt-style AdaLN-single at equal size, trained from scratch on the clean capti
 checkpoint every ``fig2_every`` steps for the validation-loss curves of
 ``scripts/world/val_loss.py``).
 
+``--posterior-noise`` (default 0) is how the decoder step and the three stages draw their
+training latents from the VAE's posterior, mean + posterior_noise x std x noise: 0 trains
+them on the means, as the bundled default was (docs/results.md, "Decoding posterior
+means"); 1 is the official recipe's samples. The VAE step itself always trains on samples.
+
 ``--budget-minutes STEP=MIN`` bounds a training step by wall time (for a lent GPU): when
 the time is up the run is stopped and exported from its last checkpoint; ``build.json``
 records the steps each run reached. Every command's output goes to ``WORK/logs/``.
@@ -61,6 +67,8 @@ DEFAULT_NAME = "ezaudio-s-world"
 #: Steps ``--until`` can stop after (the evaluators are trained with the VAE; the CLAP filter
 #: with the latents).
 UNTIL_STEPS = ("world", "vae", "decoder", "latents", "stage1", "stage2")
+#: Steps whose training latents ``--posterior-noise`` sets.
+LATENT_STEPS = ("decoder", "stage1", "stage2", "stage3")
 # Sampling defaults of the shipped model: 25 DDIM steps keep 10 s of audio under 10 s on a
 # 2-core CPU; guidance and rescale from the Fig. 3 sweep (docs/results.md).
 DEFAULT_SAMPLING = {"steps": 25, "guidance_scale": 3.0, "guidance_rescale": 0.5, "seconds": 10.0}
@@ -166,8 +174,10 @@ class Build:
         device: str,
         budgets: dict[str, float],
         vae_from: Path | None = None,
+        posterior_noise: float = 0.0,
     ):
         self.work = work.resolve()
+        self.posterior_noise = posterior_noise  # of the decoder step and the DiT stages
         self.vae_from = vae_from.resolve() if vae_from is not None else None
         self.scale = scale
         self.device = device
@@ -441,6 +451,7 @@ class Build:
             f"data.manifest={self.training_manifest()}",
             f"model.init_from={self.path('vae', 'model')}",
             "model.freeze_encoder=true",
+            f"model.posterior_noise={self.posterior_noise}",
             "loss.l1=0.1",
             "loss.discriminator_start_step=1000000000",
             f"optim.max_steps={s.decoder_steps}",
@@ -531,6 +542,7 @@ class Build:
         sets = [
             f"model.vae={self.path('vae', 'model')}",
             f"data.latents={self.path('latents', latents)}",
+            f"data.posterior_noise={self.posterior_noise}",
             f"optim.max_steps={steps}",
             f"optim.batch_size={s.batch}",
             f"run.checkpoint_every={s.checkpoint_every}",
@@ -627,15 +639,28 @@ def build(
     filtered: Path | None = None,
     until: str | None = None,
     vae_from: Path | None = None,
+    posterior_noise: float = 0.0,
 ):
     """Run every step of the build (see the module docstring). ``evaluators`` / ``filtered``:
     a tagger + CLAP / CLAP-filtered manifests made elsewhere on the same world. ``until``:
     stop after that step (one of :data:`UNTIL_STEPS`). ``vae_from``: the VAE run starts
-    from these weights (a VAE trained in an earlier session) instead of from scratch."""
+    from these weights (a VAE trained in an earlier session) instead of from scratch.
+    ``posterior_noise``: how the decoder step and the stages draw latents (0: the means)."""
     if until is not None and until not in UNTIL_STEPS:
         raise SystemExit(f"--until must be one of {', '.join(UNTIL_STEPS)}, got {until!r}")
-    b = Build(work, scale, device, budgets, vae_from)
+    if not 0 <= posterior_noise <= 1:
+        raise SystemExit(f"--posterior-noise must be from 0 to 1, got {posterior_noise}")
+    b = Build(work, scale, device, budgets, vae_from, posterior_noise)
+    earlier = b.record.get("posterior_noise")
+    if earlier is None and any(b.done(step) for step in LATENT_STEPS):
+        earlier = 1.0  # a build folder from before the option: posterior samples
+    if earlier is not None and earlier != posterior_noise:
+        raise SystemExit(
+            f"this build folder was trained with --posterior-noise {earlier:g}; "
+            "go on with the same value or start a new folder"
+        )
     b.record.pop("until", None)  # an earlier call's
+    b.record["posterior_noise"] = posterior_noise
     s = scale
 
     def stop(step: str) -> bool:
@@ -793,6 +818,14 @@ def main(argv: list[str] | None = None) -> int:
         help="start the VAE run from this VAE (one trained in an earlier session on the same "
         "world) instead of from scratch",
     )
+    parser.add_argument(
+        "--posterior-noise",
+        type=float,
+        default=0.0,
+        metavar="X",
+        help="latents of the decoder step and the stages: mean + X * std * noise "
+        "(default 0: the means, as the bundled model; 1: the official samples)",
+    )
     args = parser.parse_args(argv)
     scale = SCALES[args.scale]
     from dataclasses import replace
@@ -814,6 +847,7 @@ def main(argv: list[str] | None = None) -> int:
         args.filtered,
         args.until,
         args.vae_from,
+        args.posterior_noise,
     )
     if args.install and args.until is None:
         if args.install.exists():

@@ -15,6 +15,9 @@
 #   SKIP_BENCH=1 UNTIL=vae VAE_MIN=11 BUILD_SECONDS=780 OUT=/tmp/out bash scripts/world/device_run.sh
 #   SKIP_BENCH=1 VAE_FROM=.devcarry/vae VAE_MIN=3 OUT=/tmp/out bash scripts/world/device_run.sh
 #
+# POSTERIOR_NOISE=1 trains the decoder step and the stages on posterior samples (the official
+# recipe) instead of build.py's default, the means.
+#
 # What it expects in .devcarry/ (ignored by git; scripts/world/prepare_device_carry.sh
 # makes it):
 #   whl/     soundfile, soxr, cffi, pycparser wheels for the machine's Python
@@ -61,7 +64,8 @@ timeout "${BUILD_SECONDS:-480}" python3 scripts/world/build.py "$WORK" --clips "
     --budget-minutes vae="${VAE_MIN:-2.75}" --budget-minutes decoder="${DEC_MIN:-0.5}" \
     --budget-minutes stage1="${S1_MIN:-1.25}" --budget-minutes stage2="${S2_MIN:-1.25}" \
     --budget-minutes stage3="${S3_MIN:-0.5}" ${UNTIL:+--until "$UNTIL"} \
-    ${VAE_FROM:+--vae-from "$VAE_FROM"} > "$PACK/build.log" 2>&1
+    ${VAE_FROM:+--vae-from "$VAE_FROM"} ${POSTERIOR_NOISE:+--posterior-noise "$POSTERIOR_NOISE"} \
+    > "$PACK/build.log" 2>&1
 echo "build exit $? at ${SECONDS}s" >> "$PACK/machine.txt"
 # Cut short: keep the latest model folder there is (float16), and the VAE on its own, so
 # that a later session can start from them (`model.init_from`, `model.vae`).

@@ -47,6 +47,7 @@ def test_the_smoke_build_trains_every_step_and_packs_a_float16_model(tmp_path: P
     assert steps["table1-no-stage1"]["steps"] == sum(scale.stage_steps[:2])
     index = json.loads((work / "default_model" / "ezaudio.json").read_text())
     assert index["sampling"]["steps"] == 25 and index["name"] == "ezaudio-s-world"
+    assert index["posterior_noise"] == 0.0  # the default: stages trained on the means
     assert sorted(record["thresholds"]) == ["q15", "q30", "q50"]
     # The package holds the fine-tuned decoder beside the VAE's own encoder.
     packed = load_file(work / "default_model" / "vae" / "model.safetensors")
@@ -146,3 +147,38 @@ def test_until_stops_after_its_step_and_vae_from_starts_the_vae_there(tmp_path, 
     called.clear()
     assert build.build(work, scale, "cpu", {}, False, until="decoder")["until"] == "decoder"
     assert called == ["world", "decoder"]  # the VAE is done: not trained again
+
+
+def test_posterior_noise_reaches_the_decoder_and_the_stages_and_stays_per_folder(
+    tmp_path, monkeypatch
+):
+    build = load("build")
+    scale = dataclasses.replace(build.SCALES["smoke"], tone_clips=0)  # no world to mix with
+    decoder_sets = []
+    monkeypatch.setattr(
+        build.Build,
+        "train_jobs_with_extra",
+        lambda self, runs, kind, *args, **kwargs: decoder_sets.extend(runs["decoder"][2]),
+    )
+    means = build.Build(tmp_path / "means", scale, "cpu", {})  # the default: means
+    means.decoder()
+    assert "model.posterior_noise=0.0" in decoder_sets
+    assert "model.freeze_encoder=true" in decoder_sets
+    assert "data.posterior_noise=0.0" in means.dit_sets(1, "clean", 4, None)
+    official = build.Build(tmp_path / "official", scale, "cpu", {}, posterior_noise=1.0)
+    assert "data.posterior_noise=1.0" in official.dit_sets(3, "clean", 4, "stage2")
+
+    # A build folder keeps the value it was started with.
+    monkeypatch.setattr(build.Build, "world", lambda self: None)
+    work = tmp_path / "work"
+    build.build(work, scale, "cpu", {}, False, until="world", posterior_noise=1.0)
+    assert json.loads((work / "build.json").read_text())["posterior_noise"] == 1.0
+    with pytest.raises(SystemExit, match="trained with --posterior-noise 1; go on with"):
+        build.build(work, scale, "cpu", {}, False, until="world", posterior_noise=0.0)
+    older = tmp_path / "older"  # a folder from before the option: its stages drew samples
+    build.Build(older, scale, "cpu", {}).mark("stage1")
+    with pytest.raises(SystemExit, match="trained with --posterior-noise 1;"):
+        build.build(older, scale, "cpu", {}, False, until="world")
+    assert build.build(older, scale, "cpu", {}, False, until="world", posterior_noise=1.0)
+    with pytest.raises(SystemExit, match="from 0 to 1, got 2"):
+        build.build(tmp_path / "bad", scale, "cpu", {}, False, posterior_noise=2.0)

@@ -409,6 +409,25 @@ def test_posterior_noise_scales_the_noise_of_the_latents_the_decoder_sees(world)
         assert (recon - vae.decode(mean)).abs().max() > 1e-4
 
 
+def test_a_trained_encoder_without_posterior_noise_is_warned_about(world, tmp_path, capsys):
+    def warnings(**model):
+        return vae_recipe_from_dict(tiny_vae_recipe(world, tmp_path / "w", model=model)).warnings()
+
+    assert warnings(vae_preset="tiny") == []
+    assert warnings(init_from=str(world / "vae"), freeze_encoder=True, posterior_noise=0) == []
+    (warning,) = warnings(vae_preset="tiny", posterior_noise=0)
+    assert "posterior_noise is 0 while the encoder trains" in warning
+    # the CLI prints it once, even with --quiet, and trains all the same
+    recipe = tiny_vae_recipe(
+        world, tmp_path / "run", model={"vae_preset": "tiny", "posterior_noise": 0},
+        optim={"max_steps": 1},
+    )  # fmt: skip
+    path = write_recipe(tmp_path / "v.yaml", recipe)
+    assert main(["train-vae", str(path), "--no-export", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: model.posterior_noise is 0") == 1
+
+
 def test_bad_files_are_skipped_and_an_all_bad_batch_weighs_nothing(tmp_path, caplog):
     folder = tmp_path / "bad_world"
     write_world(folder, clips=2, bad=True)  # 2 tones, then garbage, empty, silent, missing

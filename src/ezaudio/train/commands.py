@@ -50,6 +50,8 @@ def run_train_vae(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace, trainer_class: type, recipe: object, exported: str) -> None:
     """Train (resuming when asked), then export unless --no-export."""
     resume: bool | str = args.resume == "latest" if args.resume in (None, "latest") else args.resume
+    for warning in getattr(recipe, "warnings", list)():
+        print(f"warning: {warning}", file=sys.stderr)  # even with --quiet
     trainer = trainer_class(recipe, resume=resume)
     last = trainer.train()
     _say(args, f"last checkpoint: {last}")

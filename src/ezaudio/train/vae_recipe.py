@@ -237,6 +237,17 @@ class VAERecipe:
         check_max_minutes(run.max_minutes)
         return self
 
+    def warnings(self) -> list[str]:
+        """Valid settings that are likely a mistake, one line each (printed by the CLI)."""
+        found = []
+        if self.model.posterior_noise == 0 and not self.model.freeze_encoder:
+            found.append(
+                "model.posterior_noise is 0 while the encoder trains: nothing ties the "
+                "posterior std to the audio, so the exported VAE is only usable through its "
+                "means (a DiT on its latents needs data.posterior_noise: 0)"
+            )
+        return found
+
     def check_audio_length(self, sample_rate: int, usable: Callable[[int], int]) -> int:
         """Samples per training clip; refuse clips too short for the VAE or an STFT.
 

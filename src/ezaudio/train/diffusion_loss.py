@@ -18,17 +18,28 @@ def min_snr_weights(schedule: NoiseSchedule, timesteps: torch.Tensor, gamma: flo
     return torch.clamp(snr, max=gamma) / (snr + 1)
 
 
+# Activity weighting (this project's option, not the paper's): a latent frame's weight grows with
+# its distance d from the clip's median frame, w = 1 + a * min(d / s, 1), so the few event frames
+# of a mostly silent clip count up to (1 + a) times as much as its silent ones.
+def activity_weights(latents: torch.Tensor, weight: float, scale: float) -> torch.Tensor:
+    """[B, L] frame weights of ``latents`` [B, C, L]: ``weight`` a, ``scale`` s (latent units)."""
+    median = latents.float().median(dim=2, keepdim=True).values  # [B, C, 1]
+    distance = (latents.float() - median).norm(dim=1)  # [B, L]
+    return 1 + weight * (distance / scale).clamp(max=1)
+
+
 def masked_velocity_loss(
     prediction: torch.Tensor,
     target: torch.Tensor,
     frame_weight: torch.Tensor,
     sample_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean over samples of the MSE over the frames to be generated.
+    """Mean over samples of the (frame-weighted) MSE over the frames to be generated.
 
     ``prediction``/``target`` [B, C, L]; ``frame_weight`` [B, L] (1 on masked,
-    valid frames, 0 elsewhere); ``sample_weight`` [B] (e.g. min-SNR) or None.
-    A sample with no weighted frame contributes 0.
+    valid frames, 0 elsewhere, or such a mask times non-negative weights);
+    ``sample_weight`` [B] (e.g. min-SNR) or None. A sample with no weighted frame
+    contributes 0.
     """
     weight = frame_weight.to(prediction.dtype)[:, None, :]  # [B, 1, L]
     squared = (prediction.float() - target.float()).square() * weight
@@ -50,6 +61,8 @@ def masked_modelling_loss(
     text: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None,
     autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
     min_snr_gamma: float | None = None,
+    activity_weight: float = 0.0,
+    activity_scale: float = 4.0,
 ) -> torch.Tensor:
     """The DiT training loss of one batch of latents (paper II-C-1), as the trainer computes it.
 
@@ -59,7 +72,8 @@ def masked_modelling_loss(
     ``valid`` [B, L] frames. ``latents`` [B, C, L] are on the model's device. Every draw
     comes from the CPU ``generator`` in a fixed order (masks, timesteps, noise, then
     ``text``, which returns the text states and mask and may draw caption dropout from the
-    same generator). The forward runs under ``autocast()``.
+    same generator). The forward runs under ``autocast()``. ``activity_weight`` > 0 weights
+    the frames by :func:`activity_weights` of the clean latents (0: the paper's loss).
     """
     from ezaudio.data.masking import training_masks
 
@@ -83,4 +97,7 @@ def masked_modelling_loss(
     weights = None
     if min_snr_gamma:
         weights = min_snr_weights(schedule, timesteps, min_snr_gamma)
-    return masked_velocity_loss(prediction, target, generate & valid, weights)
+    frame_weight = (generate & valid).float()  # [B, L]
+    if activity_weight:
+        frame_weight = frame_weight * activity_weights(latents, activity_weight, activity_scale)
+    return masked_velocity_loss(prediction, target, frame_weight, weights)

@@ -59,6 +59,10 @@ class OptimSection:
     mixed_precision: str = "no"  # no | bf16 | fp16
     gradient_checkpointing: bool = False
     min_snr_gamma: float | None = None
+    # Frame weights 1 + activity_weight * min(d / activity_scale, 1), d a latent frame's
+    # distance from its clip's median frame (not in the paper; 0: off). See docs/training.md.
+    activity_weight: float = 0.0
+    activity_scale: float = 4.0
 
 
 @dataclass
@@ -147,6 +151,12 @@ class Recipe:
         if self.data.clip_seconds <= 0:
             raise InvalidInputError("data.clip_seconds must be positive")
         check_posterior_noise(self.data.posterior_noise, "data.posterior_noise")
+        for name, low_ok in (("activity_weight", True), ("activity_scale", False)):
+            value = getattr(self.optim, name)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or value < 0 or (value == 0 and not low_ok):
+                kind = "a number >= 0" if low_ok else "a positive number"
+                raise InvalidInputError(f"optim.{name} must be {kind}, got {value!r}")
         check_max_minutes(self.run.max_minutes)
         return self
 

@@ -376,6 +376,8 @@ class DiTTrainer:
             self.model, self.schedule, latents, valid, self.recipe.masking, self.generator,
             text=text, autocast=self.accelerator.autocast,
             min_snr_gamma=self.recipe.optim.min_snr_gamma,
+            activity_weight=self.recipe.optim.activity_weight,
+            activity_scale=self.recipe.optim.activity_scale,
         )  # fmt: skip
 
     # ------------------------------------------------------------ train

@@ -40,6 +40,9 @@ checkpoint every ``fig2_every`` steps for the validation-loss curves of
 training latents from the VAE's posterior, mean + posterior_noise x std x noise: 0 trains
 them on the means, as the bundled default was (docs/results.md, "Decoding posterior
 means"); 1 is the official recipe's samples. The VAE step itself always trains on samples.
+``--activity-weight A`` (default 0, the paper's loss) sets the stages' ``optim.activity_weight``
+(docs/training.md, "Short events in long clips"). A build folder keeps both values it was
+started with.
 
 ``--budget-minutes STEP=MIN`` bounds a training step by wall time (for a lent GPU): when
 the time is up the run is stopped and exported from its last checkpoint; ``build.json``
@@ -175,9 +178,11 @@ class Build:
         budgets: dict[str, float],
         vae_from: Path | None = None,
         posterior_noise: float = 0.0,
+        activity_weight: float = 0.0,
     ):
         self.work = work.resolve()
         self.posterior_noise = posterior_noise  # of the decoder step and the DiT stages
+        self.activity_weight = activity_weight  # of the DiT stages' loss
         self.vae_from = vae_from.resolve() if vae_from is not None else None
         self.scale = scale
         self.device = device
@@ -543,6 +548,7 @@ class Build:
             f"model.vae={self.path('vae', 'model')}",
             f"data.latents={self.path('latents', latents)}",
             f"data.posterior_noise={self.posterior_noise}",
+            f"optim.activity_weight={self.activity_weight}",
             f"optim.max_steps={steps}",
             f"optim.batch_size={s.batch}",
             f"run.checkpoint_every={s.checkpoint_every}",
@@ -640,17 +646,21 @@ def build(
     until: str | None = None,
     vae_from: Path | None = None,
     posterior_noise: float = 0.0,
+    activity_weight: float = 0.0,
 ):
     """Run every step of the build (see the module docstring). ``evaluators`` / ``filtered``:
     a tagger + CLAP / CLAP-filtered manifests made elsewhere on the same world. ``until``:
     stop after that step (one of :data:`UNTIL_STEPS`). ``vae_from``: the VAE run starts
     from these weights (a VAE trained in an earlier session) instead of from scratch.
-    ``posterior_noise``: how the decoder step and the stages draw latents (0: the means)."""
+    ``posterior_noise``: how the decoder step and the stages draw latents (0: the means).
+    ``activity_weight``: the stages' ``optim.activity_weight`` (0: the paper's loss)."""
     if until is not None and until not in UNTIL_STEPS:
         raise SystemExit(f"--until must be one of {', '.join(UNTIL_STEPS)}, got {until!r}")
     if not 0 <= posterior_noise <= 1:
         raise SystemExit(f"--posterior-noise must be from 0 to 1, got {posterior_noise}")
-    b = Build(work, scale, device, budgets, vae_from, posterior_noise)
+    if not activity_weight >= 0:
+        raise SystemExit(f"--activity-weight must be 0 or more, got {activity_weight}")
+    b = Build(work, scale, device, budgets, vae_from, posterior_noise, activity_weight)
     earlier = b.record.get("posterior_noise")
     if earlier is None and any(b.done(step) for step in LATENT_STEPS):
         earlier = 1.0  # a build folder from before the option: posterior samples
@@ -659,8 +669,17 @@ def build(
             f"this build folder was trained with --posterior-noise {earlier:g}; "
             "go on with the same value or start a new folder"
         )
+    earlier = b.record.get("activity_weight")
+    if earlier is None and any(b.done(step) for step in LATENT_STEPS[1:]):
+        earlier = 0.0  # a build folder from before the option: the paper's loss
+    if earlier is not None and earlier != activity_weight:
+        raise SystemExit(
+            f"this build folder's stages were trained with --activity-weight {earlier:g}; "
+            "go on with the same value or start a new folder"
+        )
     b.record.pop("until", None)  # an earlier call's
     b.record["posterior_noise"] = posterior_noise
+    b.record["activity_weight"] = activity_weight
     s = scale
 
     def stop(step: str) -> bool:
@@ -826,6 +845,14 @@ def main(argv: list[str] | None = None) -> int:
         help="latents of the decoder step and the stages: mean + X * std * noise "
         "(default 0: the means, as the bundled model; 1: the official samples)",
     )
+    parser.add_argument(
+        "--activity-weight",
+        type=float,
+        default=0.0,
+        metavar="A",
+        help="the stages' optim.activity_weight: event frames of mostly silent clips weigh "
+        "up to 1 + A times (default 0: the paper's loss; docs/training.md)",
+    )
     args = parser.parse_args(argv)
     scale = SCALES[args.scale]
     from dataclasses import replace
@@ -848,6 +875,7 @@ def main(argv: list[str] | None = None) -> int:
         args.until,
         args.vae_from,
         args.posterior_noise,
+        args.activity_weight,
     )
     if args.install and args.until is None:
         if args.install.exists():

@@ -16,7 +16,8 @@
 #   SKIP_BENCH=1 VAE_FROM=.devcarry/vae VAE_MIN=3 OUT=/tmp/out bash scripts/world/device_run.sh
 #
 # POSTERIOR_NOISE=1 trains the decoder step and the stages on posterior samples (the official
-# recipe) instead of build.py's default, the means.
+# recipe) instead of build.py's default, the means. ACTIVITY_WEIGHT=4 trains the stages with
+# the activity-weighted loss (docs/training.md, "Short events in long clips").
 #
 # What it expects in .devcarry/ (ignored by git; scripts/world/prepare_device_carry.sh
 # makes it):
@@ -65,6 +66,7 @@ timeout "${BUILD_SECONDS:-480}" python3 scripts/world/build.py "$WORK" --clips "
     --budget-minutes stage1="${S1_MIN:-1.25}" --budget-minutes stage2="${S2_MIN:-1.25}" \
     --budget-minutes stage3="${S3_MIN:-0.5}" ${UNTIL:+--until "$UNTIL"} \
     ${VAE_FROM:+--vae-from "$VAE_FROM"} ${POSTERIOR_NOISE:+--posterior-noise "$POSTERIOR_NOISE"} \
+    ${ACTIVITY_WEIGHT:+--activity-weight "$ACTIVITY_WEIGHT"} \
     > "$PACK/build.log" 2>&1
 echo "build exit $? at ${SECONDS}s" >> "$PACK/machine.txt"
 # Cut short: keep the latest model folder there is (float16), and the VAE on its own, so

@@ -182,3 +182,26 @@ def test_posterior_noise_reaches_the_decoder_and_the_stages_and_stays_per_folder
     assert build.build(older, scale, "cpu", {}, False, until="world", posterior_noise=1.0)
     with pytest.raises(SystemExit, match="from 0 to 1, got 2"):
         build.build(tmp_path / "bad", scale, "cpu", {}, False, posterior_noise=2.0)
+
+
+def test_activity_weight_reaches_the_stages_and_stays_per_folder(tmp_path, monkeypatch):
+    build = load("build")
+    scale = dataclasses.replace(build.SCALES["smoke"], tone_clips=0)
+    plain = build.Build(tmp_path / "plain", scale, "cpu", {})
+    assert "optim.activity_weight=0.0" in plain.dit_sets(1, "clean", 4, None)
+    weighted = build.Build(tmp_path / "weighted", scale, "cpu", {}, activity_weight=4.0)
+    assert "optim.activity_weight=4.0" in weighted.dit_sets(2, "filtered", 4, "stage1")
+
+    monkeypatch.setattr(build.Build, "world", lambda self: None)
+    work = tmp_path / "work"
+    build.build(work, scale, "cpu", {}, False, until="world", activity_weight=4.0)
+    assert json.loads((work / "build.json").read_text())["activity_weight"] == 4.0
+    with pytest.raises(SystemExit, match="trained with --activity-weight 4; go on with"):
+        build.build(work, scale, "cpu", {}, False, until="world")
+    older = tmp_path / "older"  # a folder from before the option: the paper's loss
+    build.Build(older, scale, "cpu", {}).mark("stage1")
+    with pytest.raises(SystemExit, match="trained with --activity-weight 0;"):
+        build.build(older, scale, "cpu", {}, False, until="world", posterior_noise=1.0,
+                    activity_weight=2.0)  # fmt: skip
+    with pytest.raises(SystemExit, match="0 or more, got -1"):
+        build.build(tmp_path / "bad", scale, "cpu", {}, False, activity_weight=-1.0)

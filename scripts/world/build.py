@@ -635,6 +635,22 @@ def machine() -> dict[str, str]:
     return info
 
 
+def keep_folder_value(
+    b: Build, key: str, value: float, steps: tuple[str, ...], before: float
+) -> None:
+    """Refuse ``value`` for ``--KEY`` when the folder's ``build.json`` holds another (or, with
+    no record, when one of ``steps`` is done: then ``before``, the value before the option)."""
+    earlier = b.record.get(key)
+    if earlier is None and any(b.done(step) for step in steps):
+        earlier = before
+    if earlier is not None and earlier != value:
+        flag = "--" + key.replace("_", "-")
+        raise SystemExit(
+            f"this build folder was trained with {flag} {earlier:g}; "
+            "go on with the same value or start a new folder"
+        )
+
+
 def build(
     work: Path,
     scale: Scale,
@@ -661,22 +677,10 @@ def build(
     if not activity_weight >= 0:
         raise SystemExit(f"--activity-weight must be 0 or more, got {activity_weight}")
     b = Build(work, scale, device, budgets, vae_from, posterior_noise, activity_weight)
-    earlier = b.record.get("posterior_noise")
-    if earlier is None and any(b.done(step) for step in LATENT_STEPS):
-        earlier = 1.0  # a build folder from before the option: posterior samples
-    if earlier is not None and earlier != posterior_noise:
-        raise SystemExit(
-            f"this build folder was trained with --posterior-noise {earlier:g}; "
-            "go on with the same value or start a new folder"
-        )
-    earlier = b.record.get("activity_weight")
-    if earlier is None and any(b.done(step) for step in LATENT_STEPS[1:]):
-        earlier = 0.0  # a build folder from before the option: the paper's loss
-    if earlier is not None and earlier != activity_weight:
-        raise SystemExit(
-            f"this build folder's stages were trained with --activity-weight {earlier:g}; "
-            "go on with the same value or start a new folder"
-        )
+    # A build folder keeps the values it was started with; one from before an option counts as
+    # its old behaviour once a step it affects is done (posterior samples, the paper's loss).
+    keep_folder_value(b, "posterior_noise", posterior_noise, LATENT_STEPS, 1.0)
+    keep_folder_value(b, "activity_weight", activity_weight, LATENT_STEPS[1:], 0.0)
     b.record.pop("until", None)  # an earlier call's
     b.record["posterior_noise"] = posterior_noise
     b.record["activity_weight"] = activity_weight

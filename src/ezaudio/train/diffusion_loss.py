@@ -23,8 +23,9 @@ def min_snr_weights(schedule: NoiseSchedule, timesteps: torch.Tensor, gamma: flo
 # of a mostly silent clip count up to (1 + a) times as much as its silent ones.
 def activity_weights(latents: torch.Tensor, weight: float, scale: float) -> torch.Tensor:
     """[B, L] frame weights of ``latents`` [B, C, L]: ``weight`` a, ``scale`` s (latent units)."""
-    median = latents.float().median(dim=2, keepdim=True).values  # [B, C, 1]
-    distance = (latents.float() - median).norm(dim=1)  # [B, L]
+    latents = latents.float()
+    median = latents.median(dim=2, keepdim=True).values  # [B, C, 1]
+    distance = (latents - median).norm(dim=1)  # [B, L]
     return 1 + weight * (distance / scale).clamp(max=1)
 
 

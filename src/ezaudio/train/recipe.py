@@ -151,19 +151,25 @@ class Recipe:
         if self.data.clip_seconds <= 0:
             raise InvalidInputError("data.clip_seconds must be positive")
         check_posterior_noise(self.data.posterior_noise, "data.posterior_noise")
-        for name, low_ok in (("activity_weight", True), ("activity_scale", False)):
-            value = getattr(self.optim, name)
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not number or value < 0 or (value == 0 and not low_ok):
-                kind = "a number >= 0" if low_ok else "a positive number"
-                raise InvalidInputError(f"optim.{name} must be {kind}, got {value!r}")
+        weight, scale = self.optim.activity_weight, self.optim.activity_scale
+        if not _is_real(weight) or not weight >= 0:
+            raise InvalidInputError(f"optim.activity_weight must be a number >= 0, got {weight!r}")
+        if not _is_real(scale) or not scale > 0:
+            raise InvalidInputError(
+                f"optim.activity_scale must be a positive number, got {scale!r}"
+            )
         check_max_minutes(self.run.max_minutes)
         return self
 
 
+def _is_real(value: object) -> bool:
+    """An int or float, not a bool (YAML's true/false)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check_posterior_noise(value: float, name: str) -> None:
     """A posterior-noise scale (``name`` in the recipe): a number from 0 to 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+    if not _is_real(value) or not 0 <= value <= 1:
         raise InvalidInputError(f"{name} must be a number from 0 to 1, got {value!r}")
 
 
@@ -171,7 +177,7 @@ def check_max_minutes(value: float | None) -> None:
     """``run.max_minutes``: None (no limit) or a positive number of minutes."""
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if not _is_real(value) or not value > 0:
         raise InvalidInputError(f"run.max_minutes must be a positive number, got {value!r}")
 
 

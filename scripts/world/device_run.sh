@@ -84,7 +84,10 @@ p('$WORK/$stage/model', '$WORK/partial_model')" && echo "packed $stage" >> "$PAC
 fi
 
 # 3. Pack: the default model, the evaluators, the filter's scores and manifests, logs,
-#    metrics and recipes (no audio, latents or checkpoints).
+#    metrics and recipes (no audio, latents or checkpoints). The evaluators do not go into
+#    git (only the default model's weights do): measure with them in the session that
+#    receives them, the bundled model beside the new one (docs/results.md, "The tagger is
+#    part of the score").
 cd "$WORK" && tar czf /tmp/results.tgz --exclude='*.wav' build.json logs pack default_model \
     partial_model partial_vae evaluators filter world/world.json */metrics.jsonl */recipe.yaml 2>/dev/null
 cd - > /dev/null && split -b 15m /tmp/results.tgz "$OUT/results.tgz.part-"

@@ -17,7 +17,10 @@ from ezaudio.eval.panns import CONV_CHANNELS, Cnn14, Cnn14Config
 from ezaudio.eval.tagger import (
     TrainSettings,
     average_precision,
+    label_matrix,
     labels_of,
+    load_split,
+    random_windows,
     tag_probabilities,
     tagger_config,
     train_tagger,
@@ -95,6 +98,39 @@ def test_labels_of_with_and_without_window() -> None:
         labels_of({"id": "x"})
 
 
+def test_label_matrix_of_windows() -> None:
+    records = [
+        {"id": "a", "events": [{"class": "bell", "onset": 0.5, "offset": 2.0},
+                               {"class": "drum", "onset": 5.0, "offset": 7.0}]},
+        {"id": "b", "events": [{"class": "rain", "onset": 0.0, "offset": 9.0}]},
+    ]  # fmt: skip
+    names = ["bell", "drum", "rain"]
+    np.testing.assert_array_equal(label_matrix(records, names), [[1, 1, 0], [0, 0, 1]])
+    windows = [(2.5, 4.5), (9.5, 10.0)]  # nothing heard in either
+    np.testing.assert_array_equal(label_matrix(records, names, windows), [[0, 0, 0], [0, 0, 0]])
+    windows = [(6.0, 8.0), (1.0, 2.0)]
+    np.testing.assert_array_equal(label_matrix(records, names, windows), [[0, 1, 0], [0, 0, 1]])
+    with pytest.raises(InvalidInputError, match="1 windows for 2 records"):
+        label_matrix(records, names, [(0.0, 1.0)])
+
+
+def test_random_windows_are_slices_of_the_clips() -> None:
+    wave = torch.arange(3 * 100, dtype=torch.float32).reshape(3, 100)  # [B, S]
+    generator = torch.Generator().manual_seed(0)
+    windows, start = random_windows(wave, 30, generator)
+    assert windows.shape == (3, 30) and start.shape == (3,)
+    assert ((start >= 0) & (start <= 70)).all()
+    for row in range(3):
+        s = int(start[row])
+        assert torch.equal(windows[row], wave[row, s : s + 30])
+    again, start_again = random_windows(wave, 30, torch.Generator().manual_seed(0))
+    assert torch.equal(start, start_again) and torch.equal(windows, again)
+    whole, start_whole = random_windows(wave, 100, generator)
+    assert torch.equal(whole, wave) and not start_whole.any()
+    with pytest.raises(InvalidInputError, match="does not fit"):
+        random_windows(wave, 101, generator)
+
+
 def test_average_precision() -> None:
     scores = np.array([0.9, 0.8, 0.7, 0.1])
     assert average_precision(scores, np.array([1, 0, 1, 0])) == pytest.approx((1 + 2 / 3) / 2)
@@ -144,6 +180,50 @@ def test_training_lowers_the_loss_and_is_deterministic(world: Path) -> None:
     assert again.losses[:2] == first.losses[:2]
 
 
+def test_training_on_windows_labels_each_window(world: Path, monkeypatch) -> None:
+    """``crop_seconds``: each step sees windows of that length, labelled with the events
+    heard in them; seeded like whole-clip training; the report records the length."""
+    import ezaudio.eval.tagger as tagger_module
+
+    seen: list[tuple[int, torch.Tensor]] = []  # (window samples, targets [B, C])
+    original = tagger_module.F.binary_cross_entropy_with_logits
+
+    def spy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        seen.append((logits.shape[0], target.clone()))
+        return original(logits, target)
+
+    monkeypatch.setattr(tagger_module.F, "binary_cross_entropy_with_logits", spy)
+    windows: list[torch.Tensor] = []
+    real_windows = tagger_module.random_windows
+
+    def record_windows(wave, length, generator):
+        out = real_windows(wave, length, generator)
+        windows.append(out[0])
+        return out
+
+    monkeypatch.setattr(tagger_module, "random_windows", record_windows)
+    settings = TrainSettings(steps=3, batch_size=4, progress=False, device="cpu")
+    config = tagger_config(classes(), **TINY)
+    result = train_tagger(world, None, settings, config=config, crop_seconds=0.5)
+    assert result.report["crop_seconds"] == 0.5
+    assert [w.shape for w in windows] == [(4, 8000)] * 3  # 0.5 s at 16 kHz
+    assert len(seen) == 3 and all(t.shape == (4, 19) for _, t in seen)
+    # Windows of 0.5 s in 2 s clips miss some events: fewer labels than whole clips have.
+    whole = label_matrix(load_split(world, "train", progress=False).records, classes())
+    whole = whole.sum(axis=1).mean()
+    assert float(torch.cat([t for _, t in seen]).sum(dim=1).mean()) < whole
+    again = train_tagger(world, None, settings, config=config, crop_seconds=0.5)
+    assert again.losses == result.losses
+
+
+@pytest.mark.parametrize("crop", [0.0, -1.0, 2.5])
+def test_bad_window_lengths_are_refused(world: Path, tmp_path: Path, crop: float) -> None:
+    settings = TrainSettings(steps=1, batch_size=2, progress=False, device="cpu")
+    with pytest.raises(InvalidInputError, match="crop_seconds must be in"):
+        train_tagger(world, tmp_path / "t", settings, tagger_config(classes(), **TINY), crop)
+    assert not (tmp_path / "t").exists()
+
+
 def test_tag_probabilities_resamples_and_batches(trained) -> None:
     rng = np.random.default_rng(1)
     clips = [0.1 * rng.standard_normal(n).astype(np.float32) for n in (16000, 32000, 16000)]
@@ -182,6 +262,20 @@ def test_cli_trains_and_reports(world: Path, tmp_path: Path, capsys) -> None:
     assert "already exists" in capsys.readouterr().err
     assert main(["eval-train", "tagger", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_crop_seconds(world: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "cropped"
+    args = ["eval-train", "tagger", str(world), "--out", str(out), "--steps", "1",
+            "--batch-size", "2", "--max-clips", "4", "--device", "cpu", "--quiet",
+            "--widths", "4,4,8,8,8,8"]  # fmt: skip
+    assert main([*args, "--crop-seconds", "1"]) == 0
+    assert json.loads((out / "report.json").read_text())["crop_seconds"] == 1.0
+    capsys.readouterr()
+    assert main([*args[:4], str(tmp_path / "bad"), *args[5:], "--crop-seconds", "3"]) != 0
+    err = capsys.readouterr().err
+    assert "--crop-seconds must be in (0, 2]" in err and "Traceback" not in err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_cli_widths_choose_the_conv_blocks(world: Path, tmp_path: Path, capsys) -> None:

@@ -6,7 +6,9 @@ its folder loads with ``Cnn14.from_pretrained`` and ``ezaudio.eval.features.load
 (FD / KL / IS against the world instead of AudioSet).
 
 Training: multi-label binary cross-entropy over the world's classes (a clip's labels are the
-classes of its events, :func:`labels_of`), on whole clips through CNN14's log-mel front end.
+classes of its events, :func:`labels_of`), on whole clips through CNN14's log-mel front end,
+or on random windows of them (``crop_seconds``: labels of the events heard in the window;
+a CPU trains ~clip / window times faster, the test still tags whole clips).
 All train clips are read into memory once (16-bit, on the training device). Augmentation:
 random gain, random circular time shift, a little white noise, and sometimes a low-pass
 applied to the log-mel (so that generated / VAE-decoded audio, which tends to lose the top
@@ -129,12 +131,19 @@ def labels_of(record: dict[str, Any], window: tuple[float, float] | None = None)
     return out
 
 
-def label_matrix(records: Sequence[dict[str, Any]], class_names: Sequence[str]) -> np.ndarray:
-    """Multi-hot labels [N, C] (float32) of metadata records."""
+def label_matrix(
+    records: Sequence[dict[str, Any]],
+    class_names: Sequence[str],
+    windows: Sequence[tuple[float, float]] | None = None,
+) -> np.ndarray:
+    """Multi-hot labels [N, C] (float32) of metadata records; ``windows``: one ``(start_s,
+    end_s)`` per record, only the events heard in it (:func:`labels_of`)."""
+    if windows is not None and len(windows) != len(records):
+        raise InvalidInputError(f"{len(windows)} windows for {len(records)} records")
     column = {name: i for i, name in enumerate(class_names)}
     out = np.zeros((len(records), len(class_names)), dtype=np.float32)
     for row, record in enumerate(records):
-        for name in labels_of(record):
+        for name in labels_of(record, None if windows is None else windows[row]):
             if name not in column:
                 raise InvalidInputError(f"clip {record.get('id')}: unknown class {name!r}")
             out[row, column[name]] = 1.0
@@ -291,6 +300,19 @@ def augment_waveforms(
         batch, samples, generator=noise_generator, device=noise_generator.device
     ).to(wave.device)  # [B, S]
     return wave + noise * (level * peak)[:, None]
+
+
+def random_windows(
+    wave: torch.Tensor, length: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random window of ``length`` samples of each clip: ``wave`` [B, S] -> ([B, length],
+    first samples [B], int64 on the CPU). Start positions are drawn from ``generator``."""
+    batch, samples = wave.shape
+    if not 0 < length <= samples:
+        raise InvalidInputError(f"a window of {length} samples does not fit clips of {samples}")
+    start = torch.randint(0, samples - length + 1, (batch,), generator=generator)  # [B]
+    rows = start[:, None] + torch.arange(length)[None]  # [B, length] sample indices
+    return torch.gather(wave, 1, rows.to(wave.device)), start
 
 
 def mel_centres_hz(config: Cnn14Config) -> torch.Tensor:
@@ -540,12 +562,17 @@ def train_loop(
     device: torch.device,
     desc: str,
     log_mel: Callable[[nn.Module, torch.Tensor], torch.Tensor],
-    loss: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+    loss: Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor],
     shift: bool,
+    crop_samples: int | None = None,
 ) -> tuple[nn.Module, list[float], float]:
     """The training loop of both small evaluators: seeded model and batches, augmented
-    waveforms -> log-mel (randomly low-passed) -> ``loss(model, log_mel, index)``, AdamW
-    with warm-up and cosine decay. Returns the model, the per-step losses and seconds."""
+    waveforms -> log-mel (randomly low-passed) -> ``loss(model, log_mel, index, start)``,
+    AdamW with warm-up and cosine decay. Returns the model, the per-step losses and seconds.
+
+    ``crop_samples``: train on a random window of that many samples of each clip (no
+    circular shift then); ``start`` [B] is the windows' first samples (None: whole clips).
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
         model = build().to(device)
@@ -568,10 +595,15 @@ def train_loop(
             for group in optimiser.param_groups:
                 group["lr"] = lr_at(step, steps, settings.lr, settings.warmup)
             wave = batch_waveforms(audio, index, device)  # [B, S]
-            wave = augment_waveforms(wave, generator, shift=shift, noise_generator=noise_generator)
+            start = None
+            if crop_samples is not None:
+                wave, start = random_windows(wave, crop_samples, generator)  # [B, crop], [B]
+            wave = augment_waveforms(
+                wave, generator, shift=shift and start is None, noise_generator=noise_generator
+            )
             with torch.no_grad():
                 features = lowpass_log_mel(log_mel(model, wave), centres, generator)
-            value = loss(model, features, index)
+            value = loss(model, features, index, start)
             optimiser.zero_grad(set_to_none=True)
             value.backward()
             optimiser.step()
@@ -598,12 +630,15 @@ def train_tagger(
     out: str | os.PathLike[str] | None = None,
     settings: TrainSettings | None = None,
     config: Cnn14Config | None = None,
+    crop_seconds: float | None = None,
 ) -> TrainResult:
     """Train a small tagger on ``world``'s train split and report on its test split.
 
     ``config`` None: :func:`tagger_config` (widths :data:`TAGGER_WIDTHS`). ``out``: write
     the folder (``config.json``, ``model.safetensors``, ``report.json``) atomically at the
-    end; it must not exist yet or be empty.
+    end; it must not exist yet or be empty. ``crop_seconds``: train on a random window of
+    that length of each clip, labelled with the events heard in it (None: whole clips,
+    randomly shifted in time); the test tags whole clips either way.
     """
 
     settings = settings or TrainSettings()
@@ -621,15 +656,37 @@ def train_tagger(
             "the tagger config must name the world's classes and use its sample rate"
         )
     targets = torch.from_numpy(label_matrix(train.records, names)).to(device)  # [N, C]
+    clip_seconds = train.audio.shape[1] / train.sample_rate
+    crop_samples = None
+    if crop_seconds is not None:
+        if isinstance(crop_seconds, bool) or not (
+            isinstance(crop_seconds, (int, float)) and 0 < crop_seconds <= clip_seconds
+        ):
+            raise InvalidInputError(
+                f"crop_seconds must be in (0, {clip_seconds:g}] (the clips' length), "
+                f"got {crop_seconds!r}"
+            )
+        crop_samples = round(crop_seconds * train.sample_rate)
 
-    def batch_loss(model: Cnn14, log_mel: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def batch_targets(index: torch.Tensor, start: torch.Tensor | None) -> torch.Tensor:
+        """Labels [B, C] of the whole clips, or of the windows from ``start`` [B] samples."""
+        if start is None:
+            return targets[index.to(device)]
+        length = crop_samples / train.sample_rate
+        windows = [(s / train.sample_rate, s / train.sample_rate + length) for s in start.tolist()]
+        rows = [train.records[i] for i in index.tolist()]
+        return torch.from_numpy(label_matrix(rows, names, windows)).to(device)
+
+    def batch_loss(model: Cnn14, log_mel: torch.Tensor, index: torch.Tensor,
+                   start: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
         with autocast(device):
             logits = model.forward_features(log_mel).logits  # [B, C]
-        return F.binary_cross_entropy_with_logits(logits.float(), targets[index.to(device)])
+        return F.binary_cross_entropy_with_logits(logits.float(), batch_targets(index, start))
 
     model, losses, train_seconds = train_loop(
         lambda: Cnn14(config), train, settings, steps, batch_size, device, "tagger",
         log_mel=lambda model, wave: model.log_mel(wave), loss=batch_loss, shift=True,
+        crop_samples=crop_samples,
     )  # fmt: skip
     model.eval()
     test_targets = label_matrix(test.records, names)
@@ -643,6 +700,7 @@ def train_tagger(
         "train_clips": len(train),
         "steps": steps,
         "batch_size": batch_size,
+        "crop_seconds": crop_seconds,
         "lr": settings.lr,
         "seed": settings.seed,
         "machine": machine_info(device),

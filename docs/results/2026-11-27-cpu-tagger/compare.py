@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts" / "world"))
-import measure as M  # noqa: E402
+import measure as M
 
 FIELDS = {"template": "template", "paraphrase": "paraphrase_tags", "real": "real"}
 

@@ -27,9 +27,8 @@ real_true = p_real[np.arange(len(true)), true]
 old = {c["id"]: c for c in json.load(open(old_results))["adherence"]["clips"]}
 old_hit = np.array([c["true"][0] in old[c["id"]]["template"] for c in clips])
 peak = np.array([np.abs(w).max() for w in generated])
-print(
-    f"top-1: generated {np.mean(p_gen.argmax(1) == true):.3f}, real {np.mean(p_real.argmax(1) == true):.3f}"
-)
+top1_gen, top1_real = (np.mean(p.argmax(1) == true) for p in (p_gen, p_real))
+print(f"top-1: generated {top1_gen:.3f}, real {top1_real:.3f}")
 print(
     "true-class probability of generated clips, quantiles 10/25/50/75/90 %:",
     np.round(np.quantile(gen_true, [0.1, 0.25, 0.5, 0.75, 0.9]), 3).tolist(),
@@ -41,7 +40,8 @@ for threshold in (0.5, 0.3, 0.2, 0.1):
     )
 print(f"near-silent generated clips (peak < 0.05): {int((peak < 0.05).sum())} of {len(clips)}")
 print(
-    f"found by the H100 tagger: {int(old_hit.sum())}; by this one (0.5): {int((gen_true >= 0.5).sum())};"
+    f"found by the H100 tagger: {int(old_hit.sum())};"
+    f" by this one (0.5): {int((gen_true >= 0.5).sum())};"
     f" of the H100's hits, median probability here {np.median(gen_true[old_hit]):.3f}"
 )
 per = {}

@@ -484,7 +484,8 @@ def train_clap(
     text_features = pooled_text(encoder, [row["caption"] for row in train.rows])  # [N, 384]
 
     def batch_loss(model: SmallClap, log_mel: torch.Tensor, index: torch.Tensor,
-                   start: None) -> torch.Tensor:  # fmt: skip
+                   start: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+        # ``start`` is always None: the CLAP trains on whole clips (no crop_samples).
         with autocast(device):
             audio_rows = model.embed_log_mel(log_mel)  # [B, D]
             text_rows = model.embed_text(text_features[index.to(device)])  # [B, D]

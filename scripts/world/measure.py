@@ -3,7 +3,7 @@
 Usage (from the repository root; the package need not be installed)::
 
     PYTHONPATH=src python scripts/world/measure.py --model MODEL_FOLDER --world WORLD_DIR \\
-        --tagger TAGGER_FOLDER --clap CLAP_FOLDER --out OUT_DIR \\
+        --tagger TAGGER_FOLDER [TAGGER_FOLDER ...] --clap CLAP_FOLDER --out OUT_DIR \\
         [--clips N] [--steps S] [--batch-size B] [--seed 0] [--device auto] \\
         [--sweep-clips 16] [--guidance-scales 1 2 3 5 7] [--rescales 0 0.5 0.75] \\
         [--edit-clips 32] [--skip adherence protocol sweep edit] [--runs RUN_DIR ...]
@@ -12,7 +12,9 @@ Usage (from the repository root; the package need not be installed)::
 with a ``paraphrase`` field) and ``metadata.jsonl`` (the events of every clip) are read.
 The first ``--clips`` test clips are measured (default: all). ``TAGGER_FOLDER`` is a
 :class:`ezaudio.eval.panns.Cnn14` component folder whose config names the world's classes
-(``class_names``, in logit order); ``CLAP_FOLDER`` is anything
+(``class_names``, in logit order); several tagger folders make an ensemble: the adherence
+and editing sections average their probabilities (one tagger's score moves with its training
+seed, docs/results.md), FD, KL and IS use the first; ``CLAP_FOLDER`` is anything
 :meth:`ezaudio.eval.clap.ClapScorer.from_pretrained` loads (``none``: no CLAP score).
 
 What is measured, each section with the machine, the device, its compute time and the
@@ -291,12 +293,18 @@ def edit_region(
 def tag_waveforms(
     model: Any, waveforms: Sequence[np.ndarray], sample_rate: int, batch_size: int
 ) -> np.ndarray:
-    """Tagger probabilities [N, C] (float64) of mono waveforms at ``sample_rate``."""
-    probabilities = tag_probabilities(
-        model, [np.asarray(wave, dtype=np.float32) for wave in waveforms], sample_rate,
-        batch_size=batch_size,
-    )  # fmt: skip
-    return np.asarray(probabilities, dtype=np.float64).reshape(len(waveforms), -1)
+    """Tagger probabilities [N, C] (float64) of mono waveforms at ``sample_rate``.
+
+    ``model``: one tagger, or a list or tuple of taggers of the same classes (an ensemble),
+    whose probabilities are averaged.
+    """
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    waves = [np.asarray(wave, dtype=np.float32) for wave in waveforms]
+    total = np.zeros((len(waves), int(models[0].config.classes_num)), dtype=np.float64)
+    for one in models:
+        probabilities = tag_probabilities(one, waves, sample_rate, batch_size=batch_size)
+        total += np.asarray(probabilities, dtype=np.float64).reshape(len(waves), -1)
+    return total / len(models)
 
 
 def tag_files(model: Any, paths: Sequence[Path], batch_size: int) -> np.ndarray:
@@ -305,7 +313,8 @@ def tag_files(model: Any, paths: Sequence[Path], batch_size: int) -> np.ndarray:
     for index, path in enumerate(paths):
         wave, rate = read_audio(path)
         by_rate.setdefault(rate, []).append((index, wave))
-    out = np.zeros((len(paths), int(model.config.classes_num)), dtype=np.float64)
+    first = model[0] if isinstance(model, (list, tuple)) else model
+    out = np.zeros((len(paths), int(first.config.classes_num)), dtype=np.float64)
     for rate, items in by_rate.items():
         probabilities = tag_waveforms(model, [wave for _, wave in items], rate, batch_size)
         out[[index for index, _ in items]] = probabilities
@@ -872,7 +881,13 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--model", required=True, help="EzAudio model folder")
     add("--world", required=True, help="synthetic world folder (ezaudio data synth)")
-    add("--tagger", required=True, help="Cnn14 component folder naming the world's classes")
+    add(
+        "--tagger",
+        required=True,
+        nargs="+",
+        help="Cnn14 component folder naming the world's classes; several: an ensemble whose "
+        "probabilities are averaged for adherence and editing (FD/KL/IS use the first)",
+    )
     add("--clap", required=True, help="CLAP folder for ClapScorer.from_pretrained, or 'none'")
     add("--out", required=True, help="output folder (re-running resumes)")
     add("--clips", type=int, default=None, help="first N test clips (default: all)")
@@ -925,16 +940,21 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         raise InvalidInputError(f"{args.world}: need at least 2 test clips, got {len(world.clips)}")
     device = resolve_device(args.device)
     pipe = EzAudio.from_pretrained(args.model, device=device, dtype=args.dtype)
-    extractor = load_panns(args.tagger, device=device)
-    tagger = extractor.model
-    class_names = tuple(getattr(tagger.config, "class_names", ()) or ())
+    folders = [args.tagger] if isinstance(args.tagger, (str, Path)) else list(args.tagger)
+    extractors = [load_panns(folder, device=device) for folder in folders]
+    extractor = extractors[0]
+    class_names = tuple(getattr(extractor.model.config, "class_names", ()) or ())
     if not class_names:
-        raise InvalidInputError(f"{args.tagger}: the tagger's config names no classes")
+        raise InvalidInputError(f"{folders[0]}: the tagger's config names no classes")
+    for folder, other in zip(folders[1:], extractors[1:]):
+        if tuple(getattr(other.model.config, "class_names", ()) or ()) != class_names:
+            raise InvalidInputError(f"{folder}: names other classes than {folders[0]}")
+    tagger = extractor.model if len(extractors) == 1 else tuple(e.model for e in extractors)
     unknown = sorted(
         {c for clip in world.clips for c in true_labels(clip.record)} - set(class_names)
     )
     if unknown:
-        raise InvalidInputError(f"{args.tagger}: the tagger has no class {unknown}")
+        raise InvalidInputError(f"{folders[0]}: the tagger has no class {unknown}")
     clap = None
     if str(args.clap).lower() != "none":
         clap = ClapScorer.from_pretrained(args.clap, device=device)
@@ -959,8 +979,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "world": {"folder": str(world.folder), "seconds": world.seconds,
                   "sample_rate": world.sample_rate, "test_clips": world.test_clips,
                   "measured_clips": len(world.clips)},
-        "tagger": {"folder": str(args.tagger), "fingerprint": extractor.fingerprint(),
-                   "class_names": list(class_names), "threshold": args.threshold},
+        "tagger": {"folder": str(folders[0]), "fingerprint": extractor.fingerprint(),
+                   "class_names": list(class_names), "threshold": args.threshold,
+                   "ensemble": [{"folder": str(folder), "fingerprint": e.fingerprint()}
+                                for folder, e in zip(folders, extractors)]},
         "clap": clap.describe() if clap is not None else None,
         "device": str(device),
         "machine": ctx.machine,

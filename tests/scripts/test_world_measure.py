@@ -260,3 +260,51 @@ def test_bad_arguments_are_one_line_errors(
     assert measure.main([str(arg) for arg in argv]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("measure: error: ")
+
+
+def _tiny_tagger(seed: int, names: tuple[str, ...]):
+    from ezaudio.eval.panns import Cnn14, Cnn14Config
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        tagger = Cnn14(Cnn14Config(widths=(4, 4, 8, 8, 16, 16), embedding_dim=16,
+                                   classes_num=len(names), class_names=names))  # fmt: skip
+        torch.nn.init.normal_(tagger.fc_audioset.bias, 0.0, 1.0)
+    return tagger.eval()
+
+
+def test_tag_waveforms_of_an_ensemble_is_the_mean() -> None:
+    import numpy as np
+
+    names = ("a", "b", "c")
+    first, second = _tiny_tagger(1, names), _tiny_tagger(2, names)
+    rng = np.random.default_rng(0)
+    waves = [rng.standard_normal(16000).astype(np.float32) * 0.1 for _ in range(3)]
+    one = measure.tag_waveforms(first, waves, 16000, 2)
+    two = measure.tag_waveforms(second, waves, 16000, 2)
+    assert one.shape == (3, 3) and not np.allclose(one, two)
+    both = measure.tag_waveforms((first, second), waves, 16000, 2)
+    np.testing.assert_allclose(both, (one + two) / 2, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(measure.tag_waveforms([first], waves, 16000, 2), one)
+
+
+def test_tagger_ensemble_end_to_end(
+    inputs: dict[str, Path], run: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two copies of one tagger score as that tagger; a tagger of other classes is refused."""
+    out = run["out"]
+    common = ["--model", inputs["model"], "--world", inputs["world"], "--clap", "none",
+              "--clips", "4", "--steps", "2", "--batch-size", "4", "--device", "cpu",
+              "--quiet"]  # fmt: skip
+    argv = [*common, "--tagger", inputs["tagger"], inputs["tagger"], "--out", out,
+            "--skip", "sweep", "edit"]  # fmt: skip
+    assert measure.main([str(arg) for arg in argv]) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert [e["folder"] for e in again["tagger"]["ensemble"]] == [str(inputs["tagger"])] * 2
+    assert again["adherence"]["subsets"] == run["results"]["adherence"]["subsets"]
+    capsys.readouterr()
+    _tiny_tagger(3, ("a", "b")).save_pretrained(tmp_path / "other")
+    argv = [*common, "--tagger", inputs["tagger"], tmp_path / "other", "--out", tmp_path / "o"]
+    assert measure.main([str(arg) for arg in argv]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "names other classes" in err[0]

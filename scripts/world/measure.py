@@ -290,6 +290,11 @@ def edit_region(
 # ---- tagging -------------------------------------------------------------------------------
 
 
+def tagger_list(model: Any) -> list[Any]:
+    """One tagger, or a list or tuple of them (an ensemble) -> a list of taggers."""
+    return list(model) if isinstance(model, (list, tuple)) else [model]
+
+
 def tag_waveforms(
     model: Any, waveforms: Sequence[np.ndarray], sample_rate: int, batch_size: int
 ) -> np.ndarray:
@@ -298,7 +303,7 @@ def tag_waveforms(
     ``model``: one tagger, or a list or tuple of taggers of the same classes (an ensemble),
     whose probabilities are averaged.
     """
-    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    models = tagger_list(model)
     waves = [np.asarray(wave, dtype=np.float32) for wave in waveforms]
     total = np.zeros((len(waves), int(models[0].config.classes_num)), dtype=np.float64)
     for one in models:
@@ -313,8 +318,7 @@ def tag_files(model: Any, paths: Sequence[Path], batch_size: int) -> np.ndarray:
     for index, path in enumerate(paths):
         wave, rate = read_audio(path)
         by_rate.setdefault(rate, []).append((index, wave))
-    first = model[0] if isinstance(model, (list, tuple)) else model
-    out = np.zeros((len(paths), int(first.config.classes_num)), dtype=np.float64)
+    out = np.zeros((len(paths), int(tagger_list(model)[0].config.classes_num)), dtype=np.float64)
     for rate, items in by_rate.items():
         probabilities = tag_waveforms(model, [wave for _, wave in items], rate, batch_size)
         out[[index for index, _ in items]] = probabilities
@@ -380,7 +384,7 @@ class Context:
     world: World
     pipe: Any
     evaluator: Evaluator
-    tagger: Any
+    tagger: tuple[Any, ...]  # one or more taggers; their probabilities are averaged
     class_names: tuple[str, ...]
     settings: GenerationSettings
     fingerprint: str
@@ -940,7 +944,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         raise InvalidInputError(f"{args.world}: need at least 2 test clips, got {len(world.clips)}")
     device = resolve_device(args.device)
     pipe = EzAudio.from_pretrained(args.model, device=device, dtype=args.dtype)
-    folders = [args.tagger] if isinstance(args.tagger, (str, Path)) else list(args.tagger)
+    folders = list(args.tagger)  # one or more (an ensemble)
     extractors = [load_panns(folder, device=device) for folder in folders]
     extractor = extractors[0]
     class_names = tuple(getattr(extractor.model.config, "class_names", ()) or ())
@@ -949,7 +953,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     for folder, other in zip(folders[1:], extractors[1:]):
         if tuple(getattr(other.model.config, "class_names", ()) or ()) != class_names:
             raise InvalidInputError(f"{folder}: names other classes than {folders[0]}")
-    tagger = extractor.model if len(extractors) == 1 else tuple(e.model for e in extractors)
+    tagger = tuple(e.model for e in extractors)
     unknown = sorted(
         {c for clip in world.clips for c in true_labels(clip.record)} - set(class_names)
     )

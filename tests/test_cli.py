@@ -208,6 +208,60 @@ def test_generate_flac(capsys, tiny_model: Path, rate: int, tmp_path: Path) -> N
     np.testing.assert_allclose(flac, np.clip(wav, -1, 1), atol=2**-22)
 
 
+def peak_db(audio: np.ndarray) -> float:
+    return float(20 * np.log10(np.abs(audio).max()))
+
+
+def test_peak_ceiling_turns_a_loud_clip_down_by_one_gain(
+    capsys, tiny_model: Path, tmp_path: Path
+) -> None:
+    common = ["generate", "a dog barks", "--model", tiny_model, *FAST, "--seed", 5]
+    run_ok(capsys, *common, "-o", tmp_path / "raw.wav", "--peak", "none")
+    raw, _ = read(tmp_path / "raw.wav")
+    raw_db = peak_db(raw)
+    assert -54 < raw_db < -1  # the tiny random model is quiet: under the default ceiling
+
+    # the default ceiling (-1 dBFS) leaves a clip under it exactly as the model made it
+    run_ok(capsys, *common, "-o", tmp_path / "default.wav")
+    np.testing.assert_array_equal(read(tmp_path / "default.wav")[0], raw)
+
+    # a ceiling under the clip's peak: one gain for the whole clip, and the CLI says so
+    ceiling = round(raw_db) - 6
+    loud = [arg for arg in common if arg != "--quiet"]
+    _, err = run_ok(capsys, *loud, "-o", tmp_path / "down.wav", "--peak", ceiling)
+    down, _ = read(tmp_path / "down.wav")
+    assert peak_db(down) == pytest.approx(ceiling, abs=1e-3)
+    np.testing.assert_allclose(down, raw * 10 ** ((ceiling - raw_db) / 20), rtol=1e-5, atol=1e-9)
+    assert f"turned down {raw_db - ceiling:.1f} dB to the peak ceiling" in err
+
+    for bad in ("3", "loud", "-61"):
+        code, _, err = run(capsys, *common, "-o", tmp_path / "bad.wav", "--peak", bad)
+        assert_one_line_error(code, err, "--peak", "'none'")
+        assert not (tmp_path / "bad.wav").exists()
+
+
+def test_edit_peak_ceiling(capsys, tiny_model: Path, rate: int, tmp_path: Path) -> None:
+    loud_sine = tmp_path / "loud.wav"
+    sf.write(loud_sine, sine(1.0, rate, amplitude=1.0), rate, subtype="FLOAT")  # 0 dBFS
+    region = ["--mask-start", 0.4, "--mask-length", 0.3, "--boundary", 0.1]
+    common = ["edit", loud_sine, "a door slams", "--model", tiny_model, *region, *FAST[:2]]
+    common += ["--quiet", "--seed", 0]
+    # the default ceiling of an edit is full scale: a 0 dBFS input keeps its samples
+    run_ok(capsys, *common, "-o", tmp_path / "kept.wav")
+    kept, _ = read(tmp_path / "kept.wav")
+    first, _ = edit_region(0.4, 0.3, 0.1, rate)
+    np.testing.assert_array_equal(kept[:first], read(loud_sine)[0][:first])
+    run_ok(capsys, *common, "-o", tmp_path / "down.wav", "--peak", -12)
+    down, _ = read(tmp_path / "down.wav")
+    assert peak_db(down) == pytest.approx(-12, abs=1e-3)
+    np.testing.assert_allclose(
+        down, kept * 10 ** ((-12 - peak_db(kept)) / 20), rtol=1e-5, atol=1e-9
+    )
+    code, _, err = run(capsys, *common, "-o", tmp_path / "bad.wav", "--peak", "0.5")
+    assert_one_line_error(code, err, "--peak")
+    assert not (tmp_path / "bad.wav").exists()
+
+
 def test_same_seed_same_audio_and_printed_seed_reproduces(
     capsys, tiny_model: Path, tmp_path: Path
 ) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ezaudio.data.peak import EDIT_CEILING_DB, GENERATE_CEILING_DB, limit_peak, parse_ceiling
 from ezaudio.errors import EzAudioError, InvalidInputError
 from ezaudio.validation import (
     check_eta,
@@ -41,18 +42,20 @@ EXTENSIONS = (
 
 
 # ------------------------------------------------------------------ parser
-def _sampling_options(parser: argparse.ArgumentParser, edit: bool) -> None:
+def _sampling_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("sampling")
-    group.add_argument("--steps", type=int, help="DDIM steps (model default: 100)")
+    group.add_argument(
+        "--steps", type=int, help="DDIM steps (default: the model's; ezaudio info MODEL shows them)"
+    )
     group.add_argument(
         "--guidance-scale", type=float,
-        help=f"classifier-free guidance w (model default: {3.5 if edit else 5.0})",
+        help="classifier-free guidance w (default: the model's)",
     )  # fmt: skip
     group.add_argument(
         "--guidance-rescale", type=float,
-        help=f"guidance rescale phi in [0, 1] (model default: {0.0 if edit else 0.75})",
+        help="guidance rescale phi in [0, 1] (default: the model's)",
     )  # fmt: skip
-    group.add_argument("--eta", type=float, help="DDIM eta in [0, 1] (model default: 1)")
+    group.add_argument("--eta", type=float, help="DDIM eta in [0, 1] (default: the model's)")
     group.add_argument("--seed", type=int, help="random seed (default: random, printed)")
     group.add_argument("--negative-prompt", default="", help="negative prompt (default: empty)")
     model = parser.add_argument_group("model")
@@ -62,6 +65,15 @@ def _sampling_options(parser: argparse.ArgumentParser, edit: bool) -> None:
     model.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
     model.add_argument("--dtype", default="float32", help="DiT precision: float32, bf16, fp16")
     model.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _peak_option(parser: argparse.ArgumentParser, default_db: float, what: str) -> None:
+    parser.add_argument(
+        "--peak", default=f"{default_db:g}", metavar="DB",
+        help=f"ceiling in dBFS: a clip that peaks above it is turned down by one gain to peak "
+        f"there ('none': samples as the model made them; FLAC then clips at 0 dBFS) "
+        f"(default: {default_db:g}, for {what})",
+    )  # fmt: skip
 
 
 class _Parser(argparse.ArgumentParser):
@@ -90,8 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="file type for --out-dir (default: wav)")  # fmt: skip
     generate.add_argument("--batch-size", type=int, default=4,
                           help="prompts per batch with --prompts-file (default: 4)")  # fmt: skip
-    generate.add_argument("--seconds", type=float, help="duration (model default: 10)")
-    _sampling_options(generate, edit=False)
+    generate.add_argument(
+        "--seconds", type=float, help="duration in seconds (default: the model's)"
+    )
+    _peak_option(generate, GENERATE_CEILING_DB, "generated clips")
+    _sampling_options(generate)
 
     edit = commands.add_parser("edit", help="regenerate a region of an audio file")
     edit.add_argument("input", help="audio file to edit")
@@ -101,7 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--mask-length", type=float, required=True, help="region length (s)")
     edit.add_argument("--boundary", type=float,
                       help="context on each side of the region (s, model default: 2)")  # fmt: skip
-    _sampling_options(edit, edit=True)
+    _peak_option(
+        edit, EDIT_CEILING_DB, "edited clips; the input's level is kept unless the edit would clip"
+    )
+    _sampling_options(edit)
 
     convert = commands.add_parser("convert", help="convert official checkpoints to a model folder")
     convert.add_argument("--dit", help="official DiT checkpoint (.pt or .safetensors)")
@@ -216,6 +234,11 @@ def _slug(text: str, limit: int = 40) -> str:
     return slug[:limit] or "unconditional"
 
 
+def _gain_note(gain_db: float) -> str:
+    """``", turned down 1.8 dB to the peak ceiling"`` for a clip that was over it, else ""."""
+    return f", turned down {-gain_db:.1f} dB to the peak ceiling" if gain_db < 0 else ""
+
+
 def _say(args: argparse.Namespace, message: str) -> None:
     if not getattr(args, "quiet", False):
         print(message, file=sys.stderr)
@@ -226,6 +249,7 @@ def run_generate(args: argparse.Namespace) -> None:
     from ezaudio.data.audio import write_audio
 
     _check_sampling(args)
+    ceiling = parse_ceiling(args.peak)
     if args.prompts_file:
         if args.prompt is not None or args.output:
             raise InvalidInputError("use either PROMPT -o OUT or --prompts-file with --out-dir")
@@ -246,8 +270,9 @@ def run_generate(args: argparse.Namespace) -> None:
             for offset, (prompt, wave) in enumerate(zip(batch, result.waveforms)):
                 index = first + offset
                 path = out_dir / f"{index:04d}_{_slug(prompt)}.{args.format}"
+                wave, gain_db = limit_peak(wave, ceiling)
                 write_audio(path, wave, result.sample_rate)
-                _say(args, f"{path} (seed {result.seeds[offset]})")
+                _say(args, f"{path} (seed {result.seeds[offset]}{_gain_note(gain_db)})")
         return
     if args.prompt is None:
         raise InvalidInputError("give a PROMPT (or --prompts-file)")
@@ -256,11 +281,12 @@ def run_generate(args: argparse.Namespace) -> None:
     output = _check_output_file(args.output)
     pipe = _load_pipeline(args)
     result = pipe.generate(args.prompt, seconds=args.seconds, **_sampling_kwargs(args))
-    write_audio(output, result.waveforms[0], result.sample_rate)
+    wave, gain_db = limit_peak(result.waveforms[0], ceiling)
+    write_audio(output, wave, result.sample_rate)
     _say(
         args,
         f"{output} ({result.waveforms.shape[-1] / result.sample_rate:.2f} s, "
-        f"seed {result.seeds[0]})",
+        f"seed {result.seeds[0]}{_gain_note(gain_db)})",
     )
 
 
@@ -268,6 +294,7 @@ def run_edit(args: argparse.Namespace) -> None:
     from ezaudio.data.audio import read_audio, write_audio
 
     _check_sampling(args)
+    ceiling = parse_ceiling(args.peak)
     for name in ("mask_start", "mask_length", "boundary"):
         value = getattr(args, name)
         if value is not None:
@@ -279,8 +306,9 @@ def run_edit(args: argparse.Namespace) -> None:
         args.input, args.prompt, args.mask_start, args.mask_length, boundary=args.boundary,
         **_sampling_kwargs(args),
     )  # fmt: skip
-    write_audio(output, result.waveforms[0], result.sample_rate)
-    _say(args, f"{output} (seed {result.seeds[0]})")
+    wave, gain_db = limit_peak(result.waveforms[0], ceiling)
+    write_audio(output, wave, result.sample_rate)
+    _say(args, f"{output} (seed {result.seeds[0]}{_gain_note(gain_db)})")
 
 
 def run_convert(args: argparse.Namespace) -> None:

@@ -134,3 +134,20 @@ def test_retrieval_and_auc_helpers() -> None:
     assert float(info_nce(a, a, torch.tensor(50.0))) < float(
         info_nce(a, a.flip(0), torch.tensor(50.0))
     )
+
+
+def test_cli_widths_choose_the_audio_tower(world: Path, tmp_path: Path, capsys) -> None:
+    from ezaudio.cli import main
+
+    out = tmp_path / "narrow"
+    args = ["eval-train", "clap", str(world), "--out", str(out), "--steps", "1",
+            "--batch-size", "2", "--max-clips", "4", "--device", "cpu", "--quiet"]  # fmt: skip
+    assert main([*args, "--widths", "4,4,8,8,8,16"]) == 0
+    config = SmallClap.from_pretrained(out).config
+    assert config.widths == (4, 4, 8, 8, 8, 16) and config.sample_rate == 16000
+    assert json.loads((out / "report.json").read_text())["config"]["widths"] == [4, 4, 8, 8, 8, 16]
+    capsys.readouterr()
+    assert main([*args[:4], str(tmp_path / "bad"), *args[5:], "--widths", "4,4,8"]) != 0
+    err = capsys.readouterr().err
+    assert "--widths must be six positive integers" in err and "Traceback" not in err
+    assert not (tmp_path / "bad").exists()

@@ -66,6 +66,47 @@ def test_generate_returns_wav_with_seed_and_timing_headers(client, pipeline):
     np.testing.assert_allclose(wave, expected, rtol=0, atol=1e-6)
 
 
+class LoudPipeline:
+    """The real pipeline with its output 100x louder (peaks far above full scale)."""
+
+    def __init__(self, pipeline) -> None:
+        self._pipeline = pipeline
+
+    def __getattr__(self, name: str):
+        return getattr(self._pipeline, name)
+
+    def generate(self, prompt, **kwargs):
+        output = self._pipeline.generate(prompt, **kwargs)
+        output.waveforms = output.waveforms * 100.0
+        return output
+
+    def edit(self, audio, prompt, **kwargs):
+        output = self._pipeline.edit(audio, prompt, **kwargs)
+        output.waveforms = output.waveforms * 100.0
+        return output
+
+
+def test_loud_clips_are_turned_down_under_the_ceiling_as_the_cli_does(make_client, pipeline):
+    client = make_client(pipe=LoudPipeline(pipeline))
+    response = client.post("/v1/generate", json={"prompt": "a dog barks", "seed": 11, **FAST})
+    assert response.status_code == 200, response.text
+    wave, _ = read_audio_bytes(response.content)
+    expected = pipeline.generate("a dog barks", seed=11, progress=False, **FAST).waveforms[0]
+    peak = np.abs(wave).max()
+    assert 20 * np.log10(peak) == pytest.approx(-1.0, abs=1e-3)  # ezaudio generate's ceiling
+    np.testing.assert_allclose(
+        wave, expected * (peak / np.abs(expected).max()), rtol=1e-4, atol=1e-6
+    )
+    response = client.post(
+        "/v1/edit", data={"prompt": "a door slams", "mask_start": "0.25", "mask_length": "0.5",
+                          "steps": "2", "seed": "5"},
+        files={"audio": ("clip.wav", wav_bytes(1.0), "audio/wav")},
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    edited, _ = read_audio_bytes(response.content)
+    assert 20 * np.log10(np.abs(edited).max()) == pytest.approx(0.0, abs=1e-3)  # ezaudio edit's
+
+
 def test_generate_flac_and_a_random_seed_that_reproduces(client):
     first = client.post("/v1/generate", json={"prompt": "rain", "format": "flac", **FAST})
     assert first.status_code == 200 and first.headers["content-type"] == "audio/flac"

@@ -146,12 +146,12 @@ def _register_eval_train(commands: argparse._SubParsersAction) -> None:
         sub.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
         sub.add_argument("--max-clips", type=int, help="read at most N clips of each split")
         sub.add_argument("--quiet", action="store_true", help="no progress bars")
+        sub.add_argument(
+            "--widths",
+            help="the six conv block widths of the audio network, comma-separated (default: "
+            "32,64,128,128,256,256; 16,32,64,64,128,128 trains ~3x faster on a CPU)",
+        )
         if kind == "tagger":
-            sub.add_argument(
-                "--widths",
-                help="the six conv block widths, comma-separated (default: "
-                "32,64,128,128,256,256; 16,32,64,64,128,128 trains ~3x faster on a CPU)",
-            )
             sub.add_argument(
                 "--crop-seconds", type=float,
                 help="train on a random window of this many seconds of each clip, labelled "
@@ -188,9 +188,13 @@ def run_eval_train(args: argparse.Namespace) -> None:
         )
         print(tagger_summary(result.report))
     else:
-        from ezaudio.eval.small_clap import clap_summary, train_clap
+        from ezaudio.eval.small_clap import SmallClapConfig, clap_summary, train_clap
 
-        result = train_clap(args.world, args.out, settings)
+        config = None
+        if widths is not None:
+            rate = info["sample_rate"]
+            config = SmallClapConfig(sample_rate=rate, fmax=min(8000.0, rate / 2), widths=widths)
+        result = train_clap(args.world, args.out, settings, config=config)
         print(clap_summary(result.report))
     _say(args, f"wrote {args.out}")
 

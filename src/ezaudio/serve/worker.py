@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from ezaudio.data.peak import EDIT_CEILING_DB, GENERATE_CEILING_DB, limit_peak
+
 logger = logging.getLogger("ezaudio.serve")
 
 
@@ -277,10 +279,12 @@ class Worker:
             self.batches += 1
             self._batch_seconds.append(time.monotonic() - start)
         done = time.monotonic()
+        # The files ``ezaudio generate`` / ``edit`` would write: turned down under the ceiling.
+        ceiling = GENERATE_CEILING_DB if first.kind == "generate" else EDIT_CEILING_DB
         with self._lock:
             for row, job in enumerate(batch):
                 result = JobResult(
-                    waveform=output.waveforms[row],
+                    waveform=limit_peak(output.waveforms[row], ceiling)[0],
                     sample_rate=output.sample_rate,
                     seed=output.seeds[row],
                     queue_seconds=start - job.created,

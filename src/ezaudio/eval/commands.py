@@ -188,12 +188,9 @@ def run_eval_train(args: argparse.Namespace) -> None:
         )
         print(tagger_summary(result.report))
     else:
-        from ezaudio.eval.small_clap import SmallClapConfig, clap_summary, train_clap
+        from ezaudio.eval.small_clap import clap_config, clap_summary, train_clap
 
-        config = None
-        if widths is not None:
-            rate = info["sample_rate"]
-            config = SmallClapConfig(sample_rate=rate, fmax=min(8000.0, rate / 2), widths=widths)
+        config = None if widths is None else clap_config(info["sample_rate"], widths)
         result = train_clap(args.world, args.out, settings, config=config)
         print(clap_summary(result.report))
     _say(args, f"wrote {args.out}")

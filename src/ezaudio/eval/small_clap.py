@@ -101,6 +101,13 @@ class SmallClapConfig:
         )  # fmt: skip
 
 
+def clap_config(sample_rate: int, widths: tuple[int, ...] | None = None) -> SmallClapConfig:
+    """The default small CLAP for a world at ``sample_rate`` (mel bins up to 8 kHz or Nyquist),
+    with the audio tower's six conv block ``widths`` when given."""
+    extra = {} if widths is None else {"widths": tuple(widths)}
+    return SmallClapConfig(sample_rate=sample_rate, fmax=min(8000.0, sample_rate / 2), **extra)
+
+
 class SmallClap(Component):
     """Audio tower + text projection of a small CLAP (the frozen text encoder lives outside).
 
@@ -467,9 +474,7 @@ def train_clap(
     test = load_split(world, "test", settings.max_clips, progress=settings.progress)
     if len(train) < 2:
         raise InvalidInputError(f"{world}: contrastive training needs at least 2 train clips")
-    config = config or SmallClapConfig(
-        sample_rate=train.sample_rate, fmax=min(8000.0, train.sample_rate / 2)
-    )
+    config = config or clap_config(train.sample_rate)
     if config.sample_rate != train.sample_rate:
         raise InvalidInputError(
             f"the CLAP config's rate {config.sample_rate} differs from the world's "

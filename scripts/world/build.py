@@ -456,6 +456,8 @@ class Build:
             f"data.manifest={self.training_manifest()}",
             f"model.init_from={self.path('vae', 'model')}",
             "model.freeze_encoder=true",
+            "loss.latent_spectrum=0",  # the heads teach the encoder, which is frozen here
+            "loss.latent_pitch=0",
             f"model.posterior_noise={self.posterior_noise}",
             "loss.l1=0.1",
             "loss.discriminator_start_step=1000000000",

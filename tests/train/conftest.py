@@ -20,3 +20,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     WaveformVAE(VAE_PRESETS["tiny"]).save_pretrained(folder / "vae")
     return folder
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a test module (``pytestmark = pytest.mark.usefixtures(...)``):
+    tiny convolutions on a shared 2-core machine run faster so."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

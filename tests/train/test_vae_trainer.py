@@ -35,16 +35,13 @@ from ezaudio.train.vae_trainer import VAETrainer, _Autoencode, inverse_lr_factor
 
 ROOT = Path(__file__).parents[2]
 OFFICIAL = ROOT / "tests" / "data_files" / "reference" / "manifest_vae.json"
-STEP_TERMS = ("loss", "mrstft", "kl", "l1", "adversarial", "feature_matching", "disc_loss")
+STEP_TERMS = (
+    "loss", "mrstft", "kl", "l1", "adversarial", "feature_matching", "disc_loss",
+    "latent_spectrum", "latent_pitch",
+)  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: tiny convolutions on a shared 2-core machine run faster so."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def metrics(run: Path) -> list[dict]:
@@ -397,13 +394,14 @@ def test_posterior_noise_scales_the_noise_of_the_latents_the_decoder_sees(world)
     with torch.no_grad():
         means = _Autoencode(vae, True, 0.0)
         generator = torch.Generator().manual_seed(1)
-        recon, mean, std = means(audio, generator)
+        recon, mean, std, heads = means(audio, generator)
+        assert heads.spectrum == 0 and heads.pitch == 0  # no heads
         torch.testing.assert_close(recon, vae.decode(mean), rtol=0, atol=0)
         after_means = generator.get_state()
         samples = _Autoencode(vae, True, 1.0)
         generator = torch.Generator().manual_seed(1)
         noise = torch.randn(mean.shape, generator=torch.Generator().manual_seed(1))
-        recon, _, _ = samples(audio, generator)
+        recon = samples(audio, generator).decoded
         torch.testing.assert_close(recon, vae.decode(mean + std * noise))
         assert torch.equal(generator.get_state(), after_means)
         assert (recon - vae.decode(mean)).abs().max() > 1e-4
@@ -467,12 +465,14 @@ def test_the_tiny_recipe_runs_with_overrides(world, tmp_path):
 
 
 def test_two_processes_on_gloo_keep_identical_weights(world, tmp_path):
-    """DDP on two CPU processes (gloo): both networks stay identical on both ranks."""
+    """DDP on two CPU processes (gloo): both networks, and the latent heads, stay identical
+    on both ranks."""
     run = tmp_path / "ddp"
+    heads = {"latent_spectrum": 1.0, "latent_pitch": 0.5, "latent_head_warmup": 1}
     recipe = write_recipe(
         tmp_path / "ddp.yaml",
         tiny_vae_recipe(world, run, optim={"batch_size": 2, "max_steps": 3, "grad_accum": 2},
-                        run={"checkpoint_every": 3}),
+                        run={"checkpoint_every": 3}, loss=heads),
     )  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with socket.socket() as probe:  # a free port for the rendezvous
@@ -489,6 +489,8 @@ def test_two_processes_on_gloo_keep_identical_weights(world, tmp_path):
     folder = run / "checkpoints" / "step-00000003"
     assert json.loads((folder / "trainer_state.json").read_text())["processes"] == 2
     assert (folder / "rng-rank1.safetensors").is_file()
+    assert (folder / "latent_heads.safetensors").is_file()
+    assert all(m["latent_spectrum"] > 0 for m in metrics(run))
     assert [m["update"] for m in metrics(run)] == ["autoencoder", "discriminator", "autoencoder"]
     assert WaveformVAE.from_pretrained(run / "model").config == VAE_PRESETS["tiny"]
 

@@ -1,5 +1,9 @@
 """Experiment (not the recipe): whole-VAE fine-tuning with an auxiliary latent-spectrum head.
 
+The record of what ran; the recipe has the same heads since as `loss.latent_spectrum` /
+`loss.latent_pitch` (ezaudio.train.latent_heads), checkpointed and resumable, which this
+script is not.
+
 A small convolutional head reads the encoder's posterior means [B, D, L] and predicts the
 log power of the audio on a log-frequency axis (24 bins per octave, 40 Hz - 7.6 kHz) for
 every latent frame; its L1 error, times WEIGHT, is added to the VAE's objective. The head
@@ -82,7 +86,7 @@ class AuxTrainer(VAETrainer):
         self.last_aux = float("nan")
 
     def generator_pass(self, audio):
-        decoded, mean, std = self.autoencoder(audio, self.generator)
+        decoded, mean, std, _ = self.autoencoder(audio, self.generator)
         _, _, mrstft, kl, l1 = self._reconstruction_terms(audio, decoded, mean, std)
         frames = mean.shape[-1]
         target = latent_frame_spectrum(audio, self.vae.config.hop_length, frames, self.filters)
@@ -93,7 +97,7 @@ class AuxTrainer(VAETrainer):
         objective = self._objective(mrstft, kl, l1, mrstft.new_zeros(()), mrstft.new_zeros(()))
         objective = objective + self.weight * aux
         zero = mrstft.new_zeros(())
-        terms = torch.stack([objective, mrstft, kl, l1, zero, zero, zero])
+        terms = torch.stack([objective, mrstft, kl, l1, zero, zero, zero, zero, zero])
         return objective, terms.detach()
 
     def train_step(self, micro_batches):

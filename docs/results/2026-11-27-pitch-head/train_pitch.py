@@ -1,5 +1,9 @@
 """Experiment (not the recipe): the latent-spectrum head plus a pitch head on the encoder.
 
+The record of what ran; the recipe has the same heads since as `loss.latent_spectrum` /
+`loss.latent_pitch` (ezaudio.train.latent_heads), checkpointed and resumable, which this
+script is not.
+
 "A spectrum head for the encoder" (docs/results.md) added the L1 error of a head that
 predicts the log-frequency log power of each latent frame from the posterior means: the
 head learnt its task, yet the encoder kept pitch no better (~3 semitones), likely because a
@@ -56,7 +60,7 @@ class PitchTrainer(AuxTrainer):
 
     def generator_pass(self, audio):
         # train_aux.AuxTrainer.generator_pass with the pitch term added
-        decoded, mean, std = self.autoencoder(audio, self.generator)
+        decoded, mean, std, _ = self.autoencoder(audio, self.generator)
         _, _, mrstft, kl, l1 = self._reconstruction_terms(audio, decoded, mean, std)
         hop, frames = self.vae.config.hop_length, mean.shape[-1]
         spectrum = latent_frame_spectrum(audio, hop, frames, self.filters)  # [B, bins, L]
@@ -73,7 +77,7 @@ class PitchTrainer(AuxTrainer):
             pitch = ce[tonal].mean()  # the tonal frames' mean
             objective = objective + self.pitch_weight * pitch
             self.last_pitch = pitch.item()
-        terms = torch.stack([objective, mrstft, kl, l1, zero, zero, zero])
+        terms = torch.stack([objective, mrstft, kl, l1, zero, zero, zero, zero, zero])
         return objective, terms.detach()
 
     def _log_metrics(self, record, started, started_step):

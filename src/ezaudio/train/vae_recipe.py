@@ -76,6 +76,7 @@ class VAEOptimSection:
     mixed_precision: str = "no"  # no | bf16 | fp16
     max_grad_norm: float = 0.0  # 0 = no clipping (official)
     ema_decay: float | None = None  # official: no EMA
+    head_lr: float = 1e-3  # the latent heads' learning rate (loss.latent_spectrum / _pitch)
 
 
 @dataclass
@@ -99,10 +100,21 @@ class VAELossSection:
     disc_n_ffts: tuple[int, ...] = (1280, 640, 320, 160, 80)
     disc_hop_lengths: tuple[int, ...] = (320, 160, 80, 40, 20)
     disc_win_lengths: tuple[int, ...] = (1280, 640, 320, 160, 80)
+    # Not official (0 = off): auxiliary heads on the posterior means, see
+    # ezaudio.train.latent_heads. L1 of a head predicting each latent frame's log-frequency
+    # spectrum, and cross-entropy of a head classifying the pitch of its tonal frames.
+    latent_spectrum: float = 0.0
+    latent_pitch: float = 0.0
+    # steps in which the heads learn from detached means (no gradient to the encoder yet)
+    latent_head_warmup: int = 100
 
     @property
     def uses_discriminator(self) -> bool:
         return self.adversarial > 0 or self.feature_matching > 0
+
+    @property
+    def uses_latent_heads(self) -> bool:
+        return self.latent_spectrum > 0 or self.latent_pitch > 0
 
 
 @dataclass
@@ -184,6 +196,7 @@ class VAERecipe:
         _integer("data.num_workers", data.num_workers, low=0)
         _integer("data.crop_candidates", data.crop_candidates, low=1)
         _integer("loss.discriminator_start_step", loss.discriminator_start_step, low=0)
+        _integer("loss.latent_head_warmup", loss.latent_head_warmup, low=0)
         _integer("run.seed", run.seed, low=0)
         _integer("run.validate_every", run.validate_every, low=0)
         _integer("run.validation_clips", run.validation_clips, low=0)
@@ -193,6 +206,7 @@ class VAERecipe:
             ("optim", "inverse_lr_power"), ("optim", "inverse_lr_warmup"),
             ("optim", "max_grad_norm"), ("loss", "kl"), ("loss", "mrstft"),
             ("loss", "adversarial"), ("loss", "feature_matching"), ("loss", "l1"),
+            ("loss", "latent_spectrum"), ("loss", "latent_pitch"), ("optim", "head_lr"),
             ("run", "validation_seconds"),
         ):  # fmt: skip
             _coerce_number(getattr(self, section), section, name)
@@ -213,7 +227,7 @@ class VAERecipe:
             raise InvalidInputError("run.validation_seconds must be positive")
         if not 0 <= data.phase_flip_prob <= 1:
             raise InvalidInputError("data.phase_flip_prob must be in [0, 1]")
-        for name in ("lr", "disc_lr", "inverse_lr_gamma"):
+        for name in ("lr", "disc_lr", "head_lr", "inverse_lr_gamma"):
             if not getattr(optim, name) > 0:
                 raise InvalidInputError(f"optim.{name} must be positive")
         if not 0 <= optim.inverse_lr_warmup < 1:
@@ -225,9 +239,15 @@ class VAERecipe:
             optim.mixed_precision = "no"
         if optim.mixed_precision not in ("no", "bf16", "fp16"):
             raise InvalidInputError("optim.mixed_precision must be no, bf16 or fp16")
-        for name in ("kl", "mrstft", "adversarial", "feature_matching", "l1"):
+        for name in ("kl", "mrstft", "adversarial", "feature_matching", "l1", "latent_spectrum",
+                     "latent_pitch"):  # fmt: skip
             if getattr(loss, name) < 0:
                 raise InvalidInputError(f"loss.{name} must be >= 0")
+        if model.freeze_encoder and loss.uses_latent_heads:
+            raise InvalidInputError(
+                "loss.latent_spectrum and loss.latent_pitch teach the encoder; they must be 0 "
+                "with model.freeze_encoder"
+            )
         if not isinstance(loss.feature_matching_normalize, bool):
             raise InvalidInputError("loss.feature_matching_normalize must be true or false")
         if not isinstance(loss.perceptual_weighting, bool):

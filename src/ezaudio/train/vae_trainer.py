@@ -9,8 +9,10 @@ optimiser and its InverseLR schedule, which advances when that network is update
 
 The autoencoder minimises
     mrstft * MRSTFT(x, x_hat) + kl * KL + l1 * |x - x_hat| + adversarial * L_G
-    + feature_matching * L_FM
-and the discriminator the hinge loss L_D (see :mod:`ezaudio.train.vae_losses`).
+    + feature_matching * L_FM [+ latent_spectrum * L_spec + latent_pitch * L_pitch]
+and the discriminator the hinge loss L_D (see :mod:`ezaudio.train.vae_losses`). The
+bracketed terms are this project's optional heads on the posterior means
+(:mod:`ezaudio.train.latent_heads`; off in the official recipe).
 
 The run has the DiT trainer's guarantees: every random draw (posterior noise, polarity
 flips) comes from one CPU generator per process that is checkpointed, crops come from
@@ -24,7 +26,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import yaml
@@ -50,6 +52,7 @@ from ezaudio.train.engine_utils import (
     trainer_batches,
     truncate_jsonl,
 )
+from ezaudio.train.latent_heads import HeadLosses, LatentHeads
 from ezaudio.train.vae_losses import (
     MultiResolutionSTFTLoss,
     MultiScaleSTFTDiscriminator,
@@ -63,11 +66,15 @@ from ezaudio.train.vae_recipe import VAERecipe, vae_recipe_to_dict
 # What every step logs (averaged over micro-batches and processes). ``loss`` is the
 # autoencoder's weighted objective, ``disc_loss`` the discriminator's hinge loss; both
 # are computed on every step, whichever network it updates.
-TERMS = ("loss", "mrstft", "kl", "l1", "adversarial", "feature_matching", "disc_loss")
+TERMS = (
+    "loss", "mrstft", "kl", "l1", "adversarial", "feature_matching", "disc_loss",
+    "latent_spectrum", "latent_pitch",
+)  # fmt: skip
 # Extra files of a VAE checkpoint folder (beside checkpointing's model/ema/optimizer/...).
 DISCRIMINATOR_NAME = "discriminator.safetensors"
 DISC_OPTIMIZER_NAME = "disc_optimizer.pt"
 DISC_SCHEDULER_NAME = "disc_scheduler.json"
+HEADS_NAME = "latent_heads.safetensors"
 CHECKPOINT_KIND = "vae"
 
 
@@ -116,29 +123,51 @@ def match_length(real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, 
     return real[..., :length], fake[..., :length]
 
 
-class _Autoencode(nn.Module):
-    """The VAE's training forward: audio [B, C, N] -> (reconstruction [B, C, N'] of a
-    posterior sample, mean [B, D, L], std [B, D, L]).
+class Autoencoded(NamedTuple):
+    """One training forward of the VAE."""
 
-    One module with one forward, so DDP sees a single forward per update; the posterior
-    noise is drawn on the CPU from the trainer's generator. With ``freeze_encoder`` the
-    encoder runs without gradients (its parameters are not trained).
+    decoded: torch.Tensor  # [B, C, N'] the decoding of a posterior sample
+    mean: torch.Tensor  # [B, D, L] posterior means
+    std: torch.Tensor  # [B, D, L] posterior standard deviations
+    heads: HeadLosses  # the latent heads' losses (zeros without heads)
+
+
+class _Autoencode(nn.Module):
+    """The VAE's training forward: audio [B, C, N] -> :class:`Autoencoded`.
+
+    One module with one forward, so DDP sees a single forward per update (the latent heads,
+    when the recipe has them, live here for the same reason); the posterior noise is drawn
+    on the CPU from the trainer's generator. With ``freeze_encoder`` the encoder runs
+    without gradients (its parameters are not trained); with ``heads_reach_encoder`` False
+    the heads learn from detached means (their warm-up).
     """
 
     def __init__(
-        self, vae: WaveformVAE, freeze_encoder: bool = False, posterior_noise: float = 1.0
+        self,
+        vae: WaveformVAE,
+        freeze_encoder: bool = False,
+        posterior_noise: float = 1.0,
+        heads: LatentHeads | None = None,
     ) -> None:
         super().__init__()
         self.vae = vae
         self.freeze_encoder = freeze_encoder
         self.posterior_noise = posterior_noise
+        self.heads = heads
 
-    def forward(self, audio: torch.Tensor, generator: torch.Generator):
+    def forward(
+        self, audio: torch.Tensor, generator: torch.Generator, heads_reach_encoder: bool = True
+    ) -> Autoencoded:
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
             mean, std = self.vae.encode_distribution(audio)  # [B, D, L]
         noise = torch.randn(mean.shape, generator=generator).to(mean.device)
         latents = mean + self.posterior_noise * std * noise  # [B, D, L]
-        return self.vae.decode(latents), mean, std
+        if self.heads is None:
+            zero = mean.new_zeros((), dtype=torch.float32)
+            heads = HeadLosses(zero, zero)
+        else:
+            heads = self.heads(audio, mean if heads_reach_encoder else mean.detach())
+        return Autoencoded(self.vae.decode(latents), mean, std, heads)
 
 
 class VAETrainer:
@@ -180,10 +209,19 @@ class VAETrainer:
         freeze_encoder = recipe.model.freeze_encoder
         if freeze_encoder:
             vae.encoder.requires_grad_(False)
+        heads = None
+        if loss.uses_latent_heads:
+            with torch.random.fork_rng(devices=[]):  # the VAE's start does not depend on them
+                heads = LatentHeads(
+                    vae.config.latent_dim, vae.sample_rate, vae.config.hop_length,
+                    spectrum=loss.latent_spectrum > 0, pitch=loss.latent_pitch > 0,
+                )  # fmt: skip
         betas = tuple(optim.betas)
-        trained = [p for p in vae.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in vae.parameters() if p.requires_grad]}]
+        if heads is not None:
+            groups.append({"params": list(heads.parameters()), "lr": optim.head_lr})
         optimizer = torch.optim.AdamW(
-            trained, lr=optim.lr, betas=betas, weight_decay=optim.weight_decay
+            groups, lr=optim.lr, betas=betas, weight_decay=optim.weight_decay
         )
         disc_optimizer = torch.optim.AdamW(
             discriminator.parameters(), lr=optim.disc_lr, betas=betas,
@@ -199,12 +237,13 @@ class VAETrainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         self.disc_scheduler = torch.optim.lr_scheduler.LambdaLR(disc_optimizer, factor)
         self.autoencoder, self.discriminator, self.optimizer, self.disc_optimizer = acc.prepare(
-            _Autoencode(vae, freeze_encoder, float(recipe.model.posterior_noise)),
+            _Autoencode(vae, freeze_encoder, float(recipe.model.posterior_noise), heads),
             discriminator,
             optimizer,
             disc_optimizer,
         )
         self.vae = vae  # the network itself (prepare moves it in place)
+        self.heads = heads  # likewise (None without latent heads)
         # after prepare, so that the average lives on the same device as the weights
         self.ema = EMA(vae, optim.ema_decay) if optim.ema_decay is not None else None
 
@@ -242,6 +281,12 @@ class VAETrainer:
         step = self.step if step is None else step
         return self.discriminator_active(step) and step % 2 == 1
 
+    def _head_names(self) -> list[str]:
+        """The latent heads this run trains ("spectrum", "pitch"), as its checkpoints record."""
+        if self.heads is None:
+            return []
+        return [n for n in ("spectrum", "pitch") if getattr(self.heads, n) is not None]
+
     def _resume(self, resume: bool | str | Path) -> None:
         folder = ckpt.latest_checkpoint(self.checkpoint_dir) if resume is True else Path(resume)
         if folder is None:
@@ -252,6 +297,13 @@ class VAETrainer:
             raise CheckpointError(f"{folder}: not a VAE training checkpoint")
         if trainer.get("vae_config") != config_to_dict(self.vae.config):
             raise CheckpointError(f"{folder}: holds a VAE of another configuration than the recipe")
+        heads = trainer.get("latent_heads", [])
+        if heads != self._head_names():
+            raise CheckpointError(
+                f"{folder}: trained with latent heads {heads or 'none'}, the recipe has "
+                f"{self._head_names() or 'none'} (loss.latent_spectrum / loss.latent_pitch "
+                "must stay on or off through a run)"
+            )
         self.vae.load_checked(state["model"], where=str(folder / "model.safetensors"))
         if self.ema is not None:
             if state["ema"]:
@@ -260,6 +312,8 @@ class VAETrainer:
                 self.ema = EMA(self.vae, self.ema.decay)
         discriminator = self.accelerator.unwrap_model(self.discriminator)
         discriminator.load_state_dict(load_safetensors(folder / DISCRIMINATOR_NAME))
+        if self.heads is not None:
+            self.heads.load_state_dict(load_safetensors(folder / HEADS_NAME))
         self.optimizer.load_state_dict(state["optimizer"])
         self.disc_optimizer.load_state_dict(load_torch_file(folder / DISC_OPTIMIZER_NAME))
         self.scheduler.load_state_dict(state["scheduler"])
@@ -281,6 +335,7 @@ class VAETrainer:
             "ema_updates": self.ema.updates if self.ema is not None else 0,
             "processes": acc.num_processes,
             "vae_config": config_to_dict(self.vae.config),
+            "latent_heads": self._head_names(),
             "recipe": vae_recipe_to_dict(self.recipe),
         }
         staging = ckpt.write_checkpoint(
@@ -300,6 +355,11 @@ class VAETrainer:
                 k: v.detach().contiguous().cpu() for k, v in discriminator.state_dict().items()
             }
             save_file(state, staging / DISCRIMINATOR_NAME)
+            if self.heads is not None:
+                heads = {
+                    k: v.detach().contiguous().cpu() for k, v in self.heads.state_dict().items()
+                }
+                save_file(heads, staging / HEADS_NAME)
             torch.save(self.disc_optimizer.state_dict(), staging / DISC_OPTIMIZER_NAME)
             (staging / DISC_SCHEDULER_NAME).write_text(
                 json.dumps(self.disc_scheduler.state_dict(), default=float)
@@ -342,12 +402,24 @@ class VAETrainer:
         l1 = (fake - real).abs().mean()
         return real, fake, mrstft, kl, l1
 
-    def _objective(self, mrstft, kl, l1, adversarial, matching) -> torch.Tensor:
+    def _objective(self, mrstft, kl, l1, adversarial, matching, heads: HeadLosses | None = None):
+        """The autoencoder's weighted objective (a 0-dim tensor)."""
         w = self.recipe.loss
-        return (
+        objective = (
             w.mrstft * mrstft + w.kl * kl + w.l1 * l1 + w.adversarial * adversarial
             + w.feature_matching * matching
         )  # fmt: skip
+        if heads is not None and w.uses_latent_heads:
+            objective = (
+                objective + w.latent_spectrum * heads.spectrum + w.latent_pitch * heads.pitch
+            )
+        return objective
+
+    def heads_reach_encoder(self, step: int | None = None) -> bool:
+        """Whether the latent heads' gradients reach the encoder at ``step`` (default: the
+        next step): after ``loss.latent_head_warmup`` steps."""
+        step = self.step if step is None else step
+        return step >= self.recipe.loss.latent_head_warmup
 
     def _adversarial_terms(self, logits, features, batch: int):
         """Discriminator outputs on [real; fake] -> (L_G, L_FM, L_D)."""
@@ -361,7 +433,9 @@ class VAETrainer:
 
     def generator_pass(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Autoencoder objective of audio [B, 1, N] (with gradients) and the logged terms."""
-        decoded, mean, std = self.autoencoder(audio, self.generator)
+        decoded, mean, std, heads = self.autoencoder(
+            audio, self.generator, self.heads_reach_encoder()
+        )
         real, fake, mrstft, kl, l1 = self._reconstruction_terms(audio, decoded, mean, std)
         zero = mrstft.new_zeros(())
         adversarial = matching = disc_loss = zero
@@ -371,20 +445,20 @@ class VAETrainer:
             adversarial, matching, disc_loss = self._adversarial_terms(
                 logits, features, real.shape[0]
             )
-        objective = self._objective(mrstft, kl, l1, adversarial, matching)
-        terms = torch.stack([objective, mrstft, kl, l1, adversarial, matching, disc_loss])
+        objective = self._objective(mrstft, kl, l1, adversarial, matching, heads)
+        terms = torch.stack([objective, mrstft, kl, l1, adversarial, matching, disc_loss, *heads])
         return objective, terms.detach()
 
     def discriminator_pass(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Discriminator hinge loss on audio [B, 1, N] and its reconstruction, and the terms."""
         with torch.no_grad():
             autoencoder = self.accelerator.unwrap_model(self.autoencoder)
-            decoded, mean, std = autoencoder(audio, self.generator)
+            decoded, mean, std, heads = autoencoder(audio, self.generator)
             real, fake, mrstft, kl, l1 = self._reconstruction_terms(audio, decoded, mean, std)
         logits, features = self.discriminator(torch.cat([real, fake]))
         adversarial, matching, disc_loss = self._adversarial_terms(logits, features, real.shape[0])
-        objective = self._objective(mrstft, kl, l1, adversarial, matching).detach()
-        terms = torch.stack([objective, mrstft, kl, l1, adversarial, matching, disc_loss])
+        objective = self._objective(mrstft, kl, l1, adversarial, matching, heads).detach()
+        terms = torch.stack([objective, mrstft, kl, l1, adversarial, matching, disc_loss, *heads])
         return disc_loss, terms.detach()
 
     def train_step(self, micro_batches: list[dict[str, Any] | None]) -> dict[str, Any]:
@@ -468,6 +542,8 @@ class VAETrainer:
             "vae": self.vae,
             "discriminator": self.accelerator.unwrap_model(self.discriminator),
         }
+        if self.heads is not None:
+            modules["latent_heads"] = self.heads
         return check_ranks_in_sync(self.accelerator, modules, self.run_dir / "rank_weights.json")
 
     def _log_metrics(self, record: dict[str, Any], started: float, started_step: int) -> None:

@@ -62,13 +62,18 @@ def log_frequency_filters(sample_rate: int, n_fft: int = N_FFT) -> torch.Tensor:
     return tri / tri.sum(dim=1, keepdim=True)
 
 
-def frame_power(audio: torch.Tensor, hop: int, frames: int, n_fft: int = N_FFT) -> torch.Tensor:
-    """audio [B, 1, N] -> power spectrum [B, n_fft // 2 + 1, frames]; window k (Hann, n_fft
-    samples) is centred on latent frame k, i.e. on samples k * hop .. (k + 1) * hop."""
+def check_hop(hop: int, n_fft: int = N_FFT) -> None:
+    """Refuse a latent hop longer than the FFT whose windows are centred on latent frames."""
     if hop > n_fft:
         raise InvalidInputError(
             f"a latent hop of {hop} samples is longer than the {n_fft}-point FFT"
         )
+
+
+def frame_power(audio: torch.Tensor, hop: int, frames: int, n_fft: int = N_FFT) -> torch.Tensor:
+    """audio [B, 1, N] -> power spectrum [B, n_fft // 2 + 1, frames]; window k (Hann, n_fft
+    samples) is centred on latent frame k, i.e. on samples k * hop .. (k + 1) * hop."""
+    check_hop(hop, n_fft)
     pad = (n_fft - hop) // 2
     x = F.pad(audio[:, 0].float(), (pad, pad + n_fft))  # [B, N + n_fft + ...]
     window = torch.hann_window(n_fft, device=audio.device)
@@ -117,10 +122,7 @@ class LatentHeads(nn.Module):
         self, latent_dim: int, sample_rate: int, hop: int, spectrum: bool, pitch: bool
     ) -> None:
         super().__init__()
-        if hop > N_FFT:
-            raise InvalidInputError(
-                f"a latent hop of {hop} samples is longer than the {N_FFT}-point FFT"
-            )
+        check_hop(hop)
         self.hop = hop
         self.register_buffer("filters", log_frequency_filters(sample_rate), persistent=False)
         bins = self.filters.shape[0]

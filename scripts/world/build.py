@@ -19,8 +19,10 @@ training run continues from its last checkpoint):
                 ``WORK/tones``; ``Scale.tone_clips``)
    ``decoder``  ``ezaudio train-vae ... model.freeze_encoder=true`` -- its decoder alone,
                 fine-tuned with a waveform L1 term (removes its DC offset and noise floor;
-                the encoder, and so the latents, stay as they are) on the same clips; the
-                tone clips teach it to render tones rather than noise bands
+                the encoder, and so the latents, stay as they are) on the same clips with
+                cuts of the weakest classes' events in front (``event_cuts.py``,
+                ``WORK/event_cuts``; ``Scale.event_cuts``); the tone clips and the cuts
+                teach it to render tones and events rather than noise bands
 3. ``tagger``   ``ezaudio eval-train tagger`` -- CNN14-style tagger (FD, KL, IS, adherence)
 4. ``clap``     ``ezaudio eval-train clap`` -- small CLAP (audio tower + MiniLM)
 5. ``latents``  ``ezaudio data encode`` -- latent caches of the clean and noisy manifests
@@ -85,8 +87,12 @@ class Scale:
     seconds: float = 10.0
     vae_steps: int = 6000
     vae_batch: int = 32
-    decoder_steps: int = 1000  # decoder-only fine-tuning after the VAE (0: none)
-    decoder_batch: int = 16
+    decoder_steps: int = 10000  # decoder-only fine-tuning after the VAE (0: none)
+    decoder_batch: int = 16  # of 0.5 s crops, at decoder_lr
+    decoder_lr: float = 6e-4
+    # the decoder's data also holds cuts around the events of event_cuts.WEAK_CLASSES in the
+    # world's training clips (WORK/event_cuts, event_cuts.py)
+    event_cuts: bool = True
     # one-second tone clips (WORK/tones, tone_clips.py) mixed into the data of the VAE and
     # of the decoder step (0: the world's clips alone)
     tone_clips: int = 1600
@@ -445,15 +451,31 @@ class Build:
                 raise SystemExit("the tone clips could not be written to WORK/tones")
         return tones
 
+    def decoder_manifest(self) -> Path:
+        """The decoder's data: :meth:`training_manifest` with, in front when
+        ``event_cuts``, the cuts of the weakest classes' events written once to
+        ``WORK/event_cuts``."""
+        manifest = self.training_manifest()
+        if not self.scale.event_cuts:
+            return manifest
+        cuts = self.path("event_cuts", "train.jsonl")
+        if not cuts.is_file():  # written last by event_cuts.py: present means complete
+            argv = [str(self.path("world")), str(self.path("event_cuts")),
+                    "--mix-with", str(manifest)]  # fmt: skip
+            if sibling("event_cuts").main(argv) != 0:
+                raise SystemExit("the event cuts could not be written to WORK/event_cuts")
+        return cuts
+
     def decoder(self) -> None:
         """Fine-tune the VAE's decoder alone (encoder frozen) with a waveform L1 term and
-        no discriminator, on the world's training clips plus ``tone_clips`` tone
-        clips (docs/results.md, "The default model" and "Teaching the decoder tones")."""
+        no discriminator, on the world's training clips plus ``tone_clips`` tone clips and
+        the event cuts (docs/results.md, "The default model", "Teaching the decoder tones"
+        and "Event cuts for the decoder")."""
         s = self.scale
         if s.decoder_steps <= 0 or self.done("decoder"):
             return
         sets = [
-            f"data.manifest={self.training_manifest()}",
+            f"data.manifest={self.decoder_manifest()}",
             f"model.init_from={self.path('vae', 'model')}",
             "model.freeze_encoder=true",
             "loss.latent_spectrum=0",  # the heads teach the encoder, which is frozen here
@@ -463,6 +485,8 @@ class Build:
             "loss.discriminator_start_step=1000000000",
             f"optim.max_steps={s.decoder_steps}",
             f"optim.batch_size={s.decoder_batch}",
+            f"optim.lr={s.decoder_lr}",
+            "data.clip_seconds=0.5",
             f"run.checkpoint_every={s.checkpoint_every}",
         ]
         self.train_jobs_with_extra(

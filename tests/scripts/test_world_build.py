@@ -59,13 +59,22 @@ def test_the_smoke_build_trains_every_step_and_packs_a_float16_model(tmp_path: P
         if key.startswith("encoder."):
             assert torch.equal(value, trained[key].half())
     assert any(not torch.equal(tuned[k], trained[k]) for k in tuned if k.startswith("decoder."))
-    # The VAE and the decoder learnt from the world's training clips and the tone clips.
-    for step in ("vae", "decoder"):
-        assert f"data.manifest={work / 'tones' / 'train.jsonl'}" in steps[step]["overrides"]
+    # The VAE learnt from the world's training clips and the tone clips, the decoder from
+    # the same with the event cuts of the weak classes in front.
+    assert f"data.manifest={work / 'tones' / 'train.jsonl'}" in steps["vae"]["overrides"]
+    cuts_manifest = work / "event_cuts" / "train.jsonl"
+    assert f"data.manifest={cuts_manifest}" in steps["decoder"]["overrides"]
+    assert "optim.lr=0.0006" in steps["decoder"]["overrides"]
     mixed = (work / "tones" / "train.jsonl").read_text().splitlines()
     world_train = (work / "world" / "train.jsonl").read_text().splitlines()
     assert len(mixed) == len(world_train) + scale.tone_clips
     assert len(list((work / "tones" / "audio").glob("tone_*.wav"))) == scale.tone_clips
+    cut_rows = [json.loads(line) for line in cuts_manifest.read_text().splitlines()]
+    event_cuts = load("event_cuts")
+    cut_audio = (work / "event_cuts" / "audio").resolve()
+    cuts = [row for row in cut_rows if Path(row["audio"]).parent == cut_audio]
+    assert cuts and {row["caption"] for row in cuts} <= set(event_cuts.WEAK_CLASSES)
+    assert cut_rows == cuts + event_cuts.absolute_rows(work / "tones" / "train.jsonl")
     # Fig. 2: every kept checkpoint of a run gets a validation loss.
     val_loss = load("val_loss")
     rows = val_loss.validation_losses(work / "fig2-ezaudio-s", split="valid", batches=1)
@@ -83,7 +92,9 @@ def test_the_cpu_scale_stops_the_build_while_its_vae_is_unfinished(tmp_path: Pat
     build = load("build")
     scale = build.SCALES["cpu"]
     assert scale.vae_must_finish and scale.side_by_side_threads == 1
-    scale = dataclasses.replace(scale, tone_clips=0)  # no world here to mix tones with
+    scale = dataclasses.replace(
+        scale, tone_clips=0, event_cuts=False
+    )  # no world here to mix tones with
     b = build.Build(tmp_path / "work", scale, "cpu", {"vae": 30.0})
     b.mark("tagger")
     b.mark("clap")
@@ -135,7 +146,9 @@ def test_until_stops_after_its_step_and_vae_from_starts_the_vae_there(tmp_path, 
 
     monkeypatch.setattr(build.Build, "train_jobs_with_extra", vae_runs)
     work, vae = tmp_path / "work", tmp_path / "vae-from-yesterday"
-    scale = dataclasses.replace(build.SCALES["smoke"], tone_clips=0)  # no world to mix with
+    scale = dataclasses.replace(
+        build.SCALES["smoke"], tone_clips=0, event_cuts=False
+    )  # no world to mix with
     for kind in ("tagger", "clap"):  # evaluators already trained
         build.Build(work, scale, "cpu", {}).mark(kind)
     record = build.build(work, scale, "cpu", {}, False, until="vae", vae_from=vae)
@@ -153,7 +166,9 @@ def test_posterior_noise_reaches_the_decoder_and_the_stages_and_stays_per_folder
     tmp_path, monkeypatch
 ):
     build = load("build")
-    scale = dataclasses.replace(build.SCALES["smoke"], tone_clips=0)  # no world to mix with
+    scale = dataclasses.replace(
+        build.SCALES["smoke"], tone_clips=0, event_cuts=False
+    )  # no world to mix with
     decoder_sets = []
     monkeypatch.setattr(
         build.Build,
@@ -186,7 +201,7 @@ def test_posterior_noise_reaches_the_decoder_and_the_stages_and_stays_per_folder
 
 def test_activity_weight_reaches_the_stages_and_stays_per_folder(tmp_path, monkeypatch):
     build = load("build")
-    scale = dataclasses.replace(build.SCALES["smoke"], tone_clips=0)
+    scale = dataclasses.replace(build.SCALES["smoke"], tone_clips=0, event_cuts=False)
     plain = build.Build(tmp_path / "plain", scale, "cpu", {})
     assert "optim.activity_weight=0.0" in plain.dit_sets(1, "clean", 4, None)
     weighted = build.Build(tmp_path / "weighted", scale, "cpu", {}, activity_weight=4.0)

@@ -29,6 +29,9 @@ from typing import Any
 
 import soundfile as sf
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tone_clips import absolute_rows
+
 #: The classes whose reconstructions and generations the taggers missed most often with the
 #: decoder bundled before the event cuts (docs/results.md); the bundled decoder learnt from
 #: cuts of these.
@@ -79,19 +82,6 @@ def cut_events(
             rows.append(
                 {"audio": str(path), "caption": event["class"], "id": name, "split": "train"}
             )
-    return rows
-
-
-def absolute_rows(manifest: Path) -> list[dict[str, Any]]:
-    """The entries of ``manifest`` with their audio paths made absolute."""
-    base = manifest.resolve().parent
-    rows = []
-    for line in manifest.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            path = Path(row["audio"])
-            row["audio"] = str(path if path.is_absolute() else base / path)
-            rows.append(row)
     return rows
 
 

@@ -27,6 +27,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -115,6 +116,19 @@ def tone_clip(
     return (wave / peak * rng.uniform(0.1, 0.9)).astype(np.float32)
 
 
+def absolute_rows(manifest: Path) -> list[dict[str, Any]]:
+    """The entries of ``manifest`` with their audio paths made absolute."""
+    base = manifest.resolve().parent
+    rows = []
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            path = Path(row["audio"])
+            row["audio"] = str(path if path.is_absolute() else base / path)
+            rows.append(row)
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="folder to write (audio/ and train.jsonl)")
@@ -148,13 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     rows = []
     if args.mix_with is not None:
-        base = args.mix_with.resolve().parent
-        for line in args.mix_with.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
-                path = Path(row["audio"])
-                row["audio"] = str(path if path.is_absolute() else base / path)
-                rows.append(row)
+        rows = absolute_rows(args.mix_with)
     (args.out / "audio").mkdir(parents=True, exist_ok=True)
     for index in range(args.clips):
         name = f"tone_{index:06d}"

@@ -93,6 +93,9 @@ class Scale:
     # the decoder's data also holds cuts around the events of event_cuts.WEAK_CLASSES in the
     # world's training clips (WORK/event_cuts, event_cuts.py)
     event_cuts: bool = True
+    # cuts listed several times in the decoder's manifest (event_cuts.py --repeat): the classes
+    # the bundled decoder's last CPU runs oversampled ("" lists every cut once)
+    event_cut_repeats: str = "piano=3,plucked_string=3,alarm=3,car_horn=3,bell=3,knocking=3"
     # one-second tone clips (WORK/tones, tone_clips.py) mixed into the data of the VAE and
     # of the decoder step (0: the world's clips alone)
     tone_clips: int = 1600
@@ -454,13 +457,14 @@ class Build:
     def decoder_manifest(self) -> Path:
         """The decoder's data: :meth:`training_manifest` with, in front when
         ``event_cuts``, the cuts of the weakest classes' events written once to
-        ``WORK/event_cuts``."""
+        ``WORK/event_cuts`` (those of ``event_cut_repeats`` listed several times)."""
         manifest = self.training_manifest()
         if not self.scale.event_cuts:
             return manifest
         cuts = self.path("event_cuts", "train.jsonl")
         if not cuts.is_file():  # written last by event_cuts.py: present means complete
             argv = [str(self.path("world")), str(self.path("event_cuts")),
+                    "--repeat", self.scale.event_cut_repeats,
                     "--mix-with", str(manifest)]  # fmt: skip
             if sibling("event_cuts").main(argv) != 0:
                 raise SystemExit("the event cuts could not be written to WORK/event_cuts")

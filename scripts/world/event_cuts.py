@@ -6,15 +6,17 @@ Usage (from the repository root; the package need not be installed)::
 
     PYTHONPATH=src python scripts/world/event_cuts.py WORLD OUT_DIR \\
         [--classes piano,plucked_string,...] [--before 0.1] [--after 0.3] \\
-        [--min-seconds 0.5] [--split train] [--mix-with MANIFEST]
+        [--min-seconds 0.5] [--split train] [--repeat piano=3,...] [--mix-with MANIFEST]
 
 Each event of a chosen class (any role, background included) gives one cut, from ``before``
 seconds ahead of its onset to ``after`` seconds past its offset (the tail keeps its decay and
 reverb), held to the clip's ends and lengthened to ``min-seconds`` where it is shorter. The cut
 keeps whatever else sounds at that time in the scene. Writes
 ``OUT_DIR/audio/<clip>_<k>_<class>.wav`` (16-bit PCM) and ``OUT_DIR/train.jsonl``: the cuts
-first, then, with ``--mix-with``, every entry of that manifest (paths made absolute). The cuts
-depend on the world and the options alone.
+first, then, with ``--mix-with``, every entry of that manifest (paths made absolute). With
+``--repeat CLASS=N``, the manifest lists each cut of CLASS N times (the copies after the first
+with ids ending ``_r1``, ``_r2``, ...), so that an epoch holds those events N times as often.
+The cuts depend on the world and the options alone.
 """
 
 from __future__ import annotations
@@ -85,6 +87,38 @@ def cut_events(
     return rows
 
 
+def parse_repeats(text: str) -> dict[str, int]:
+    """``"piano=3,bell=2"`` -> ``{"piano": 3, "bell": 2}``; ``ValueError`` with a one-line
+    reason for anything else (an entry without ``=``, a count that is not a whole number of
+    at least 1, a class named twice)."""
+    repeats: dict[str, int] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, sep, count = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"{item!r} is not CLASS=N")
+        if not count.strip().isdigit() or int(count) < 1:
+            raise ValueError(f"{item!r}: N must be a whole number of at least 1")
+        if name in repeats:
+            raise ValueError(f"{name} is named twice")
+        repeats[name] = int(count)
+    return repeats
+
+
+def repeated(rows: Sequence[dict[str, Any]], repeats: dict[str, int]) -> list[dict[str, Any]]:
+    """``rows`` listed once, then again for each further copy that ``repeats`` (class ->
+    copies, 1 when not named) asks for: copy r of a row (r >= 1) has its id ending ``_r<r>``."""
+    copies = max([1, *repeats.values()])
+    out = list(rows)
+    for r in range(1, copies):
+        out += [
+            {**row, "id": f"{row['id']}_r{r}"} for row in rows if repeats.get(row["caption"], 1) > r
+        ]
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("world", type=Path, help="a folder written by `ezaudio data synth`")
@@ -98,6 +132,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--after", type=float, default=0.3, help="seconds kept past offsets")
     parser.add_argument("--min-seconds", type=float, default=0.5, help="shortest cut, seconds")
     parser.add_argument("--split", default="train", help="the world's split to cut from")
+    parser.add_argument(
+        "--repeat",
+        default="",
+        help="CLASS=N,...: list each cut of CLASS N times in the manifest (default: once each)",
+    )
     parser.add_argument("--mix-with", type=Path, help="a manifest whose entries are listed too")
     args = parser.parse_args(argv)
 
@@ -119,6 +158,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if not value >= 0
     ]
+    repeats: dict[str, int] = {}
+    try:
+        repeats = parse_repeats(args.repeat)
+    except ValueError as error:
+        problems.append(f"--repeat: {error}")
+    else:
+        if not set(repeats) <= set(chosen):
+            strays = sorted(set(repeats) - set(chosen))
+            problems.append(f"--repeat: {', '.join(strays)} not among --classes")
     if args.mix_with is not None and not args.mix_with.is_file():
         problems.append(f"--mix-with {args.mix_with}: not found")
     if not problems:
@@ -133,12 +181,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = Counter(row["caption"] for row in rows)
     mixed = absolute_rows(args.mix_with) if args.mix_with is not None else []
     manifest = args.out / "train.jsonl"
-    text = "".join(json.dumps(row) + "\n" for row in [*rows, *mixed])
+    listed = repeated(rows, repeats)
+    text = "".join(json.dumps(row) + "\n" for row in [*listed, *mixed])
     partial = manifest.with_suffix(".jsonl.partial")  # written last, renamed: present = complete
     partial.write_text(text, encoding="utf-8")
     partial.replace(manifest)
-    per_class = ", ".join(f"{name} {counts[name]}" for name in chosen)
-    print(f"wrote {len(rows)} event cuts ({per_class}) and {manifest} ({len(rows) + len(mixed)} "
+    per_class = ", ".join(
+        f"{name} {counts[name]}" + (f" x{repeats[name]}" if repeats.get(name, 1) > 1 else "")
+        for name in chosen
+    )
+    print(f"wrote {len(rows)} event cuts ({per_class}) and {manifest} ({len(listed) + len(mixed)} "
           "entries)")  # fmt: skip
     return 0
 

@@ -101,3 +101,50 @@ def test_bad_options_fail_in_one_line_and_write_nothing(
 def test_a_folder_that_is_not_a_world_is_refused(tmp_path, capsys) -> None:
     assert event_cuts.main([str(tmp_path), str(tmp_path / "cuts")]) == 2
     assert "no metadata.jsonl" in capsys.readouterr().err
+
+
+def test_repeats_parse_and_list_each_chosen_cut_that_many_times() -> None:
+    assert event_cuts.parse_repeats("piano=3, bell=2,") == {"piano": 3, "bell": 2}
+    assert event_cuts.parse_repeats("") == {}
+    for bad, reason in [("piano", "not CLASS=N"), ("piano=0", "at least 1"),
+                        ("piano=x", "at least 1"), ("piano=2,piano=3", "named twice")]:  # fmt: skip
+        with pytest.raises(ValueError, match=reason):
+            event_cuts.parse_repeats(bad)
+    rows = [{"id": "a", "caption": "piano"}, {"id": "b", "caption": "bell"},
+            {"id": "c", "caption": "piano"}]  # fmt: skip
+    ids = [row["id"] for row in event_cuts.repeated(rows, {"piano": 3})]
+    assert ids == ["a", "b", "c", "a_r1", "c_r1", "a_r2", "c_r2"]
+    assert event_cuts.repeated(rows, {}) == rows
+
+
+def test_the_manifest_lists_repeated_cuts_with_unique_ids(tiny_world_and_vaes, tmp_path) -> None:
+    world = tiny_world_and_vaes["world"]
+    train = [r for r in records(world) if r["split"] == "train"]
+    chosen = sorted({e["class"] for r in train for e in r["events"]})[:2]
+    out = tmp_path / "cuts"
+    argv = [str(world), str(out), "--classes", ",".join(chosen), "--repeat", f"{chosen[0]}=3"]
+    assert event_cuts.main(argv) == 0
+    rows = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    once = event_cuts.cut_events(world, tmp_path / "once", chosen)
+    first = [row for row in once if row["caption"] == chosen[0]]
+    assert first
+    assert len(rows) == len(once) + 2 * len(first) and len({row["id"] for row in rows}) == len(rows)
+    for copy in (1, 2):  # the copies point at the same cut files as the first listing
+        copies = [row for row in rows if row["id"].endswith(f"_r{copy}")]
+        assert [row["id"] for row in copies] == [f"{row['id']}_r{copy}" for row in first]
+        assert {Path(row["audio"]).name for row in copies} == {
+            Path(row["audio"]).name for row in first
+        }
+
+
+@pytest.mark.parametrize(
+    "repeat, message",
+    [("piano", "--repeat: 'piano' is not CLASS=N"), ("bell=2", "--repeat: bell not among")],
+)
+def test_bad_repeats_fail_in_one_line(tiny_world_and_vaes, tmp_path, capsys, repeat, message):
+    out = tmp_path / "cuts"
+    argv = [str(tiny_world_and_vaes["world"]), str(out), "--classes", "piano", "--repeat", repeat]
+    assert event_cuts.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("event_cuts: error: ") and message in err and "\n" not in err
+    assert not out.exists()

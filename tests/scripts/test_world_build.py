@@ -75,6 +75,12 @@ def test_the_smoke_build_trains_every_step_and_packs_a_float16_model(tmp_path: P
     cuts = [row for row in cut_rows if Path(row["audio"]).parent == cut_audio]
     assert cuts and {row["caption"] for row in cuts} <= set(event_cuts.WEAK_CLASSES)
     assert cut_rows == cuts + event_cuts.absolute_rows(work / "tones" / "train.jsonl")
+    # the oversampled classes' cuts are listed as often as the scale asks, under unique ids
+    repeats = event_cuts.parse_repeats(scale.event_cut_repeats)
+    assert repeats and len({row["id"] for row in cut_rows}) == len(cut_rows)
+    for row in cuts:
+        listings = [other for other in cuts if other["audio"] == row["audio"]]
+        assert len(listings) == repeats.get(row["caption"], 1)
     # Fig. 2: every kept checkpoint of a run gets a validation loss.
     val_loss = load("val_loss")
     rows = val_loss.validation_losses(work / "fig2-ezaudio-s", split="valid", batches=1)

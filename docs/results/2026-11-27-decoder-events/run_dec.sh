@@ -7,7 +7,7 @@ cd /work/s14
 source /work/main/.venv/bin/activate
 export MALLOC_MMAP_THRESHOLD_=4000000000 MALLOC_TRIM_THRESHOLD_=4000000000 MALLOC_TOP_PAD_=1000000000
 OMP_NUM_THREADS=${THREADS:-1} ezaudio train-vae /work/main/recipes/world/vae.yaml --quiet \
-  --set model.init_from=/work/main/src/ezaudio/default_model/vae --set model.freeze_encoder=true \
+  --set model.init_from=${INIT:-/work/main/src/ezaudio/default_model/vae} --set model.freeze_encoder=true \
   --set model.posterior_noise=0 --set loss.latent_spectrum=0 --set loss.latent_pitch=0 \
   --set data.manifest=${MANIFEST:-/work/s14/cuts/train.jsonl} --set data.num_workers=0 \
   --set data.clip_seconds=0.5 --set optim.batch_size=16 --set optim.max_steps=100000 \

@@ -69,6 +69,9 @@ def main() -> None:
     for key, value in fresh.full_state_dict().items():
         assert torch.equal(value, gathered[key]), key
     Path(sys.argv[1], f"ok-rank{rank}").write_text("ok")
+    # Both ranks reach teardown together: a rank that destroys its group while its peer
+    # still talks to it can abort in gloo's background thread (seen once in CI).
+    dist.barrier()
     dist.destroy_process_group()
 
 
